@@ -1,0 +1,137 @@
+"""Latency and throughput of one instance at a fixed concurrency (or offline max batch, or an arrival rate).
+
+Steady state of a continuous-batching engine with chunked prefill at concurrency N:
+  every iteration decodes N sequences at mean context isl + osl/2 and, on average, prefills N·isl/osl new
+  prompt tokens (N/osl requests finish and are replaced per iteration)      -> TPOT = that iteration's time
+  a new request waits half an iteration, then its prompt runs in ceil(isl / prefill share of the chunk)
+  mixed iterations                                                          -> TTFT
+  output tokens/s = N · osl / (TTFT + (osl − 1) · TPOT)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from planner.errors import InfeasibleError, PlannerInputError
+from planner.model import ModelSpec
+from planner.parallel import ParallelConfig
+from planner.perf.memory import MemoryBreakdown, memory_breakdown
+from planner.perf.step import StepShape, StepTime, step_time
+
+
+@dataclass(frozen=True)
+class Estimate:
+    ttft_ms: float
+    tpot_ms: float
+    batch: float  # concurrent sequences in steady state
+    throughput_tokens_per_s: float  # output tokens/s of the instance
+    tokens_per_s_per_gpu: float
+    request_rate_rps: float  # completed requests/s at this concurrency
+    gpus: int
+    memory: MemoryBreakdown
+    decode_step: StepTime
+    prefill_step: StepTime
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything fixed about an instance except its load."""
+    model: ModelSpec
+    gpu: object
+    par: ParallelConfig
+    engine: object
+    dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    chunk_tokens: int = 0  # 0 -> the engine's default token budget
+    skew: float = 1.0  # extra MoE load imbalance from skewed routing (solvers.experts), ≥ 1
+
+    @property
+    def chunk(self) -> int:
+        return self.chunk_tokens or self.engine.default_chunk_tokens
+
+    def memory(self, context_tokens: float) -> MemoryBreakdown:
+        return memory_breakdown(self.model, self.gpu, self.par, dtype=self.dtype, kv_dtype=self.kv_dtype,
+                                context_tokens=context_tokens, chunk_tokens=self.chunk,
+                                max_num_seqs=self.engine.max_num_seqs,
+                                gpu_memory_utilization=self.engine.gpu_memory_utilization)
+
+    def step(self, shape: StepShape) -> StepTime:
+        return step_time(self.model, self.gpu, self.par, shape, engine=self.engine, dtype=self.dtype,
+                         kv_dtype=self.kv_dtype, skew=self.skew)
+
+
+def require_fit(setup: Setup, isl: float, osl: float) -> MemoryBreakdown:
+    mem = setup.memory(isl + osl)
+    if not mem.fits:
+        short = -mem.kv_cache_gb if mem.kv_cache_gb <= 0 else 0.0
+        raise InfeasibleError(
+            f"{setup.model.name} does not fit on {setup.gpu.name} with {setup.par.label()}: weights "
+            f"{mem.weights_gb:.1f} GB + workspace {mem.activations_gb:.1f} GB per GPU exceed the usable "
+            f"{mem.usable_gb:.1f} GB" + (f" by {short:.1f} GB" if short else " (no room for one sequence's KV)"),
+            binding="memory", hint="use more GPUs per instance (higher tp/pp/ep) or a smaller dtype (--dtype fp8)")
+    return mem
+
+
+def prefill_share(setup: Setup, decode_seqs: float) -> float:
+    """Prompt tokens one mixed iteration can carry: the chunk budget left after the decode tokens."""
+    return max(setup.chunk - decode_seqs, setup.chunk / 8)
+
+
+def at_concurrency(setup: Setup, isl: float, osl: float, batch: float) -> Estimate:
+    mem = require_fit(setup, isl, osl)
+    if batch < 1:
+        raise PlannerInputError(f"batch: must be at least 1, got {batch}")
+    if batch > mem.max_batch:
+        raise InfeasibleError(f"batch {batch:g} exceeds the {mem.max_batch} sequences the KV cache / engine "
+                              f"holds at context {isl + osl:g}", binding="kv_memory",
+                              hint=f"use --batch ≤ {mem.max_batch} or more GPUs per instance")
+    ctx = isl + osl / 2
+    share = prefill_share(setup, batch)
+    steady_prefill = min(batch * isl / max(osl, 1), share) if osl > 1 else 0.0
+    decode = setup.step(StepShape(batch, ctx, steady_prefill, isl))
+    chunk = min(isl, share)
+    mixed = setup.step(StepShape(batch - 1, ctx, chunk, isl))
+    ttft = 0.5 * decode.time_s * (batch > 1) + math.ceil(isl / chunk) * mixed.time_s
+    tpot = decode.time_s
+    rate = batch / (ttft + max(osl - 1, 0) * tpot)
+    tput = rate * osl
+    return Estimate(ttft * 1e3, tpot * 1e3, batch, tput, tput / setup.par.gpus, rate, setup.par.gpus, mem,
+                    decode, mixed)
+
+
+def offline(setup: Setup, isl: float, osl: float) -> Estimate:
+    """Max-throughput run: the largest batch the KV cache and the engine's max_num_seqs allow."""
+    return at_concurrency(setup, isl, osl, require_fit(setup, isl, osl).max_batch)
+
+
+def at_rate(setup: Setup, isl: float, osl: float, rate_rps: float) -> Estimate:
+    """Open-loop arrivals: concurrency from Little's law N = λ·(TTFT + (osl−1)·TPOT(N)), solved by bisection."""
+    if rate_rps <= 0:
+        raise PlannerInputError(f"rate: must be positive, got {rate_rps}")
+    top = offline(setup, isl, osl)
+    if rate_rps > top.request_rate_rps:
+        raise InfeasibleError(f"rate {rate_rps:g} req/s exceeds this instance's capacity of "
+                              f"{top.request_rate_rps:.3g} req/s", binding="capacity",
+                              hint="add instances (planner optimize sizes the fleet) or lower the rate")
+    lo, hi = 1.0, float(top.batch)
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        e = at_concurrency(setup, isl, osl, mid)
+        if e.request_rate_rps < rate_rps:
+            lo = mid
+        else:
+            hi = mid
+    return at_concurrency(setup, isl, osl, hi)
+
+
+def breakdown_rows(step: StepTime) -> list[dict]:
+    """Per-op share of an iteration and the resource that bounds it (for tables and JSON)."""
+    total = step.time_s
+    rows = [dict(op=o.name, kind=o.kind, time_ms=o.time_s * 1e3, share=o.time_s / total, bound=o.bound)
+            for o in sorted(step.ops, key=lambda o: -o.time_s)]
+    rows.append(dict(op="engine_overhead", kind="cpu", time_ms=step.overhead_s * 1e3,
+                     share=step.overhead_s / total, bound="cpu"))
+    return rows
+
+

@@ -1,0 +1,379 @@
+"""ModelSpec: one normalised description of a transformer LLM (dense, GQA, MoE, MLA, sliding window).
+
+Loads our own small YAML schema (bundled models live in planner/models/) or a HuggingFace config.json as-is.
+Parameter-count convention: total and active counts include the input embedding and the LM head (counted
+twice when untied), attention, MLP/experts, routers and norms. FLOP counts use `matmul_params_per_token`,
+which leaves out the embedding lookup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from planner.errors import PlannerInputError
+
+# Bytes per weight element, with block-scale overhead: MXFP4 = 4 bit + one e8m0 scale per 32 elements;
+# int4 (AWQ/GPTQ) = 4 bit + one fp16 scale per 128-element group.
+DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0,
+               "fp4": 0.5 + 1 / 32, "int4": 0.5 + 2 / 128}
+
+
+def dtype_bytes(dtype: str, field: str = "dtype") -> float:
+    if dtype not in DTYPE_BYTES:
+        raise PlannerInputError(f"{field}: unknown dtype '{dtype}' (choose from {', '.join(DTYPE_BYTES)})")
+    return DTYPE_BYTES[dtype]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    intermediate_size: int  # width of a dense MLP layer (0 if every layer is MoE)
+    vocab_size: int
+    hf_id: str = ""
+    source: str = ""
+    v_head_dim: int = 0  # 0 -> head_dim
+    tied_embeddings: bool = False
+    max_context: int = 131072
+    attention_bias: bool = False
+    qk_norm: bool = False
+    # MoE
+    num_experts: int = 0
+    experts_per_tok: int = 0
+    expert_intermediate_size: int = 0
+    num_shared_experts: int = 0
+    shared_expert_intermediate_size: int = 0  # per shared expert; 0 -> expert_intermediate_size
+    first_k_dense: int = 0  # the first k layers use the dense MLP
+    # MLA (DeepSeek)
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    # sliding-window attention layers (gpt-oss alternates sliding / full)
+    sliding_window: int = 0
+    num_sliding_layers: int = 0
+    # dtype the checkpoint ships in; experts may differ (gpt-oss: MXFP4 experts)
+    weight_dtype: str = "bf16"
+    expert_weight_dtype: str = ""
+
+    # ---- structure -------------------------------------------------------------------------------
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def num_moe_layers(self) -> int:
+        return self.num_layers - self.first_k_dense if self.is_moe else 0
+
+    @property
+    def num_dense_layers(self) -> int:
+        return self.num_layers - self.num_moe_layers
+
+    @property
+    def num_full_attention_layers(self) -> int:
+        return self.num_layers - self.num_sliding_layers
+
+    @property
+    def v_dim(self) -> int:
+        return self.v_head_dim or self.head_dim
+
+    @property
+    def qk_dim(self) -> int:
+        """Query/key width per head (MLA: nope + rope parts)."""
+        return self.qk_nope_head_dim + self.qk_rope_head_dim if self.is_mla else self.head_dim
+
+    # ---- parameter counts (per layer) ----------------------------------------------------------------
+    @property
+    def attention_params_per_layer(self) -> int:
+        h, nh = self.hidden_size, self.num_heads
+        if self.is_mla:
+            q = (h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * nh * self.qk_dim
+                 if self.q_lora_rank else h * nh * self.qk_dim)
+            kv = (h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+                  + self.kv_lora_rank * nh * (self.qk_nope_head_dim + self.v_dim))
+            return q + kv + nh * self.v_dim * h
+        q = h * nh * self.head_dim
+        kv = 2 * h * self.num_kv_heads * self.head_dim
+        o = nh * self.head_dim * h
+        bias = (nh + 2 * self.num_kv_heads) * self.head_dim + h if self.attention_bias else 0
+        qk_norm = 2 * self.head_dim if self.qk_norm else 0
+        return q + kv + o + bias + qk_norm
+
+    @property
+    def dense_mlp_params(self) -> int:
+        return 3 * self.hidden_size * self.intermediate_size  # gated MLP: gate, up, down
+
+    @property
+    def expert_params(self) -> int:
+        """One routed expert (gated MLP)."""
+        return 3 * self.hidden_size * self.expert_intermediate_size
+
+    @property
+    def shared_expert_params(self) -> int:
+        width = self.shared_expert_intermediate_size or self.expert_intermediate_size
+        return self.num_shared_experts * 3 * self.hidden_size * width
+
+    @property
+    def router_params(self) -> int:
+        return self.hidden_size * self.num_experts
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
+
+    @property
+    def norm_params(self) -> int:
+        return self.num_layers * 2 * self.hidden_size + self.hidden_size
+
+    @property
+    def total_params(self) -> int:
+        moe = self.num_moe_layers * (self.num_experts * self.expert_params + self.shared_expert_params
+                                     + self.router_params)
+        return (self.embedding_params + self.norm_params + self.num_layers * self.attention_params_per_layer
+                + self.num_dense_layers * self.dense_mlp_params + moe)
+
+    @property
+    def active_params(self) -> int:
+        moe = self.num_moe_layers * (self.experts_per_tok * self.expert_params + self.shared_expert_params
+                                     + self.router_params)
+        return (self.embedding_params + self.norm_params + self.num_layers * self.attention_params_per_layer
+                + self.num_dense_layers * self.dense_mlp_params + moe)
+
+    @property
+    def routed_expert_params_total(self) -> int:
+        return self.num_moe_layers * self.num_experts * self.expert_params
+
+    @property
+    def matmul_params_per_token(self) -> int:
+        """Weights each token multiplies (the input embedding is a lookup, not a GEMM)."""
+        return self.active_params - self.vocab_size * self.hidden_size - self.norm_params
+
+    # ---- memory ---------------------------------------------------------------------------------------
+    def weight_bytes(self, dtype: str | None = None) -> float:
+        """Bytes of all weights when stored in `dtype` (default: as shipped). Experts keep a native fp4."""
+        dense_dtype = dtype or self.weight_dtype
+        expert_dtype = dtype or self.expert_weight_dtype or self.weight_dtype
+        if self.expert_weight_dtype and dtype and dtype_bytes(dtype) > dtype_bytes(self.expert_weight_dtype):
+            expert_dtype = self.expert_weight_dtype  # never inflate an fp4 checkpoint's experts
+        experts = self.routed_expert_params_total
+        return (self.total_params - experts) * dtype_bytes(dense_dtype) + experts * dtype_bytes(expert_dtype)
+
+    def kv_elements_per_token_per_layer(self) -> int:
+        """K and V elements one token adds to one layer's cache (MLA: the shared latent + rope key)."""
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.num_kv_heads * self.head_dim
+
+    def kv_bytes_per_token(self, kv_dtype: str = "bf16") -> float:
+        """Steady-state KV bytes per token over the full-attention layers (sliding layers are bounded)."""
+        return self.kv_elements_per_token_per_layer() * self.num_full_attention_layers * dtype_bytes(kv_dtype)
+
+    def kv_bytes_per_sequence(self, context_tokens: float, kv_dtype: str = "bf16") -> float:
+        """KV bytes of one sequence of `context_tokens` tokens, sliding layers capped at the window."""
+        per_layer_token = self.kv_elements_per_token_per_layer() * dtype_bytes(kv_dtype)
+        sliding = self.num_sliding_layers * min(context_tokens, self.sliding_window)
+        return per_layer_token * (self.num_full_attention_layers * context_tokens + sliding)
+
+    def validate(self, origin: str) -> "ModelSpec":
+        positive = ["hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab_size"]
+        for f in positive:
+            v = getattr(self, f)
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise PlannerInputError(f"{origin}: field '{f}' must be a positive integer, got {v!r}")
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+                raise PlannerInputError(f"{origin}: field '{f.name}' must not be negative, got {v!r}")
+        if self.num_heads % self.num_kv_heads:
+            raise PlannerInputError(f"{origin}: field 'num_kv_heads' ({self.num_kv_heads}) must divide "
+                                    f"num_heads ({self.num_heads})")
+        if self.is_moe and not (0 < self.experts_per_tok <= self.num_experts and self.expert_intermediate_size):
+            raise PlannerInputError(f"{origin}: field 'experts_per_tok' must be in 1..num_experts and "
+                                    f"'expert_intermediate_size' set for a MoE model")
+        if self.num_dense_layers and not self.intermediate_size:
+            raise PlannerInputError(f"{origin}: field 'intermediate_size' must be set for dense layers")
+        if self.num_sliding_layers > self.num_layers or (self.num_sliding_layers and not self.sliding_window):
+            raise PlannerInputError(f"{origin}: field 'num_sliding_layers' needs 'sliding_window' and at most "
+                                    f"num_layers layers")
+        for f in ("weight_dtype", "expert_weight_dtype"):
+            if getattr(self, f):
+                dtype_bytes(getattr(self, f), f"{origin}: field '{f}'")
+        return self
+
+
+# ---- loading ------------------------------------------------------------------------------------------
+
+_FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
+
+
+def model_from_dict(data: dict, origin: str) -> ModelSpec:
+    """Our YAML schema: keys are ModelSpec field names."""
+    if not isinstance(data, dict):
+        raise PlannerInputError(f"{origin}: expected a mapping of model fields")
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise PlannerInputError(f"{origin}: unknown field '{unknown[0]}'")
+    for f in ("name", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab_size"):
+        if f not in data:
+            raise PlannerInputError(f"{origin}: missing field '{f}'")
+    types = {f.name: f.type for f in dataclasses.fields(ModelSpec)}
+    for k, v in data.items():
+        want_int = types[k] == "int"
+        if want_int and (not isinstance(v, int) or isinstance(v, bool)):
+            raise PlannerInputError(f"{origin}: field '{k}' must be an integer, got {v!r}")
+    return ModelSpec(**data).validate(origin)
+
+
+# HF architectures we understand -> how to read their config. Fail closed on anything else.
+_HF_ARCHS = {
+    "LlamaForCausalLM": "dense", "MistralForCausalLM": "dense", "Qwen2ForCausalLM": "dense",
+    "Qwen3ForCausalLM": "dense", "Qwen3MoeForCausalLM": "qwen_moe", "Qwen2MoeForCausalLM": "qwen_moe",
+    "MixtralForCausalLM": "mixtral", "DeepseekV3ForCausalLM": "deepseek", "DeepseekV2ForCausalLM": "deepseek",
+    "GptOssForCausalLM": "gpt_oss",
+}
+
+
+def model_from_hf_config(cfg: dict, origin: str, name: str = "") -> ModelSpec:
+    """A HuggingFace config.json as-is (see shared/reference/facts.md §1 for each family's traps)."""
+    if "text_config" in cfg and "hidden_size" not in cfg:
+        cfg = cfg["text_config"]
+    archs = cfg.get("architectures") or []
+    arch = archs[0] if archs else ""
+    kind = _HF_ARCHS.get(arch)
+    if kind is None:
+        raise PlannerInputError(f"{origin}: field 'architectures': unsupported architecture '{arch or '?'}' "
+                                f"(supported: {', '.join(sorted(_HF_ARCHS))})")
+
+    def need(key):
+        if key not in cfg:
+            raise PlannerInputError(f"{origin}: missing field '{key}' for {arch}")
+        return cfg[key]
+
+    hidden, heads = need("hidden_size"), need("num_attention_heads")
+    if not isinstance(hidden, int) or not isinstance(heads, int) or hidden <= 0 or heads <= 0:
+        raise PlannerInputError(f"{origin}: field 'hidden_size'/'num_attention_heads' must be positive integers")
+    layers = need("num_hidden_layers")
+    spec = dict(
+        name=name or cfg.get("_name_or_path", "") or arch, hidden_size=hidden, num_layers=layers,
+        num_heads=heads, num_kv_heads=cfg.get("num_key_value_heads") or heads,
+        head_dim=cfg.get("head_dim") or hidden // heads,  # Qwen3: explicit head_dim != hidden/heads
+        intermediate_size=cfg.get("intermediate_size", 0), vocab_size=need("vocab_size"),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
+        max_context=cfg.get("max_position_embeddings", 131072),
+        attention_bias=bool(cfg.get("attention_bias", arch.startswith("Qwen2"))),
+        qk_norm=arch.startswith("Qwen3"), source=origin,
+    )
+    if kind == "qwen_moe":
+        sparse_step = cfg.get("decoder_sparse_step", 1)
+        if sparse_step != 1 or cfg.get("mlp_only_layers"):
+            raise PlannerInputError(f"{origin}: field 'decoder_sparse_step'/'mlp_only_layers': only all-MoE "
+                                    f"Qwen MoE layouts are supported")
+        spec.update(num_experts=need("num_experts"), experts_per_tok=need("num_experts_per_tok"),
+                    expert_intermediate_size=need("moe_intermediate_size"), intermediate_size=0,
+                    num_shared_experts=1 if cfg.get("shared_expert_intermediate_size") else 0,
+                    shared_expert_intermediate_size=cfg.get("shared_expert_intermediate_size", 0))
+    elif kind == "mixtral":  # each expert is intermediate_size wide; no dense MLP layers
+        spec.update(num_experts=need("num_local_experts"), experts_per_tok=need("num_experts_per_tok"),
+                    expert_intermediate_size=need("intermediate_size"), intermediate_size=0)
+    elif kind == "deepseek":  # num_key_value_heads is meaningless for MLA: the cache is the latent
+        spec.update(num_kv_heads=heads, num_experts=need("n_routed_experts"),
+                    experts_per_tok=need("num_experts_per_tok"),
+                    expert_intermediate_size=need("moe_intermediate_size"),
+                    num_shared_experts=cfg.get("n_shared_experts", 0) or 0,
+                    first_k_dense=cfg.get("first_k_dense_replace", 0), q_lora_rank=cfg.get("q_lora_rank") or 0,
+                    kv_lora_rank=need("kv_lora_rank"), qk_nope_head_dim=need("qk_nope_head_dim"),
+                    qk_rope_head_dim=need("qk_rope_head_dim"), v_head_dim=need("v_head_dim"),
+                    head_dim=need("qk_nope_head_dim") + need("qk_rope_head_dim"), qk_norm=False)
+    elif kind == "gpt_oss":  # intermediate_size is the expert width; alternating sliding/full layers
+        types = cfg.get("layer_types") or []
+        quant = (cfg.get("quantization_config") or {}).get("quant_method", "")
+        spec.update(num_experts=need("num_local_experts"),
+                    experts_per_tok=cfg.get("num_experts_per_tok") or need("experts_per_token"),
+                    expert_intermediate_size=need("intermediate_size"), intermediate_size=0,
+                    sliding_window=cfg.get("sliding_window") or 0,
+                    num_sliding_layers=sum(t == "sliding_attention" for t in types),
+                    expert_weight_dtype="fp4" if quant == "mxfp4" else "")
+    elif cfg.get("sliding_window") and cfg.get("use_sliding_window", True) and arch == "MistralForCausalLM":
+        spec.update(sliding_window=cfg["sliding_window"], num_sliding_layers=layers)
+    q = cfg.get("quantization_config") or {}
+    if q.get("quant_method") == "fp8":
+        spec["weight_dtype"] = "fp8"
+    return ModelSpec(**spec).validate(origin)
+
+
+def _read_structured(path: Path) -> dict:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise PlannerInputError(f"{path}: cannot read file ({e.strerror})") from None
+    try:
+        if path.suffix == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else (f" at line {e.lineno}" if hasattr(e, "lineno") else "")
+        raise PlannerInputError(f"{path}: malformed {path.suffix.lstrip('.').upper()}{line}") from None
+
+
+def load_model_file(path: Path) -> ModelSpec:
+    data = _read_structured(path)
+    if not isinstance(data, dict):
+        raise PlannerInputError(f"{path}: expected a mapping at the top level")
+    if "architectures" in data:
+        return model_from_hf_config(data, str(path), name=path.parent.name if path.name == "config.json"
+                                    else path.stem)
+    if "model" in data and isinstance(data["model"], (str, dict)):  # a scenario file: model + workload + fleet
+        m = data["model"]
+        return load_model(m) if isinstance(m, str) else model_from_dict(m, f"{path}: model")
+    return model_from_dict(data, str(path))
+
+
+@lru_cache(maxsize=None)
+def bundled_models() -> dict[str, ModelSpec]:
+    """Bundled model configs (planner/models/*.yaml), by name."""
+    import yaml
+
+    out = {}
+    for entry in sorted(resources.files("planner.models").iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".yaml"):
+            data = yaml.safe_load(entry.read_text())
+            origin = f"planner/models/{entry.name}"
+            spec = model_from_hf_config(data["hf_config"], origin, data["name"]) if "hf_config" in data \
+                else model_from_dict(data, origin)
+            out[spec.name] = dataclasses.replace(spec, hf_id=data.get("hf_id", spec.hf_id),
+                                                 source=data.get("source", spec.source))
+    return out
+
+
+def load_model(name_or_path: str) -> ModelSpec:
+    """A path to our YAML / a HF config.json / a scenario YAML, or the name (or HF id) of a bundled model."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml", ".json") or path.exists():
+        if not path.is_file():
+            raise PlannerInputError(f"{name_or_path}: model file not found")
+        return load_model_file(path)
+    models = bundled_models()
+    key = name_or_path.lower()
+    for spec in models.values():
+        if key in (spec.name, spec.hf_id.lower(), spec.hf_id.lower().split("/")[-1]):
+            return spec
+    close = difflib.get_close_matches(key, list(models), n=3, cutoff=0.5)
+    hint = f"; did you mean: {', '.join(close)}?" if close else f" (bundled: {', '.join(models)})"
+    raise PlannerInputError(f"unknown model '{name_or_path}'{hint}")

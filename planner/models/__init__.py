@@ -1,0 +1,1 @@
+"""Bundled model configs: HF config.json values (trimmed to the keys that cost) with their source."""

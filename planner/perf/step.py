@@ -1,0 +1,164 @@
+"""One engine iteration (prefill, decode or mixed chunked-prefill step) of one instance, op by op.
+
+The ops of one pipeline stage run on each of its GPUs; a token crosses all pp stages, so an iteration of the
+whole batch takes pp stage passes of a 1/pp micro-batch (PP lowers memory per GPU, it does not cut TPOT).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+from planner.model import ModelSpec
+from planner.parallel import ParallelConfig
+from planner.perf import comm
+from planner.perf.ops import (ACT_BYTES, OpTime, attention, elementwise, expected_distinct_experts, gemm,
+                              grouped_moe, op_time)
+
+ELEMENTWISE_PASSES_PER_LAYER = 10  # 2 RMSNorms (read+write), 2 residual adds, activation, rotary
+
+
+@dataclass(frozen=True)
+class StepShape:
+    """The work of one iteration, for the whole instance."""
+    decode_seqs: float = 0.0  # sequences generating one token
+    decode_context: float = 0.0  # mean tokens already in those sequences' KV cache
+    prefill_tokens: float = 0.0  # prompt tokens processed in this iteration
+    prefill_seq_len: float = 0.0  # length of the prompts those tokens belong to (causal attention cost)
+
+    @property
+    def tokens(self) -> float:
+        return self.decode_seqs + self.prefill_tokens
+
+
+@dataclass(frozen=True)
+class StepTime:
+    time_s: float  # wall time of the iteration
+    gpu_s: float  # kernels + collectives
+    overhead_s: float  # engine CPU / scheduling time
+    ops: tuple[OpTime, ...]  # per-op totals over the iteration (all layers and pp stages)
+
+
+def moe_imbalance(tokens: float, top_k: int, ep: int) -> float:
+    """Expected max/mean token-expert pairs over ep ranks under uniform routing: the busiest rank's count is
+    ≈ mean + sqrt(2·ln ep · mean) (Gaussian tail of the multinomial). Skewed routing multiplies this."""
+    mean = tokens * top_k / ep
+    if ep <= 1 or mean <= 0:
+        return 1.0
+    return 1.0 + math.sqrt(2.0 * math.log(ep) / mean)
+
+
+def stage_ops(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, dtype: str, kv_dtype: str,
+              skew: float = 1.0) -> list[OpTime]:
+    """Ops of one pipeline stage for `shape` (already the micro-batch), timed on one GPU of the stage."""
+    h = model.hidden_size
+    layers = math.ceil(model.num_layers / par.pp)
+    moe_layers = min(layers, model.num_moe_layers)
+    dense_layers = layers - moe_layers
+    t_rank = shape.tokens / par.dp  # tokens through one attention-DP rank
+    out: list[OpTime] = []
+
+    # attention projections: o_proj separately, everything else (qkv / MLA down+up projections) as one GEMM
+    o_params = model.num_heads * model.v_dim * h
+    in_params = model.attention_params_per_layer - o_params
+    out.append(op_time(gemm("attn_qkv_proj", t_rank, in_params / h / par.tp, h, dtype, gpu, layers), gpu))
+    out.append(op_time(gemm("attn_o_proj", t_rank, h, o_params / h / par.tp, dtype, gpu, layers), gpu))
+
+    q_heads = model.num_heads / par.tp
+    if model.is_mla:  # absorbed MLA: scores and values in the shared latent space, cache not split by tp
+        kv_elems, kv_heads = model.kv_lora_rank + model.qk_rope_head_dim, 1
+        dec_qk, dec_v = model.kv_lora_rank + model.qk_rope_head_dim, model.kv_lora_rank
+        pre_qk, pre_v = model.qk_dim, model.v_dim
+    else:
+        kv_heads = max(1.0, model.num_kv_heads / par.tp)
+        kv_elems = 2 * kv_heads * model.head_dim
+        dec_qk = pre_qk = model.head_dim
+        dec_v = pre_v = model.v_dim
+    full_layers = layers * model.num_full_attention_layers / model.num_layers
+    sliding_layers = layers - full_layers
+    if shape.decode_seqs:
+        seqs = shape.decode_seqs / par.dp
+        for label, n, ctx in (("attn_decode", full_layers, shape.decode_context),
+                              ("attn_decode_sliding", sliding_layers,
+                               min(shape.decode_context, model.sliding_window))):
+            if n:
+                out.append(op_time(attention(label, seqs, ctx, seqs, q_heads, kv_heads, dec_qk, dec_v,
+                                             kv_elems, kv_dtype, n), gpu))
+    if shape.prefill_tokens:
+        q = shape.prefill_tokens / par.dp
+        seqs = max(q / max(shape.prefill_seq_len, 1.0), 1.0)
+        for label, n, keys in (("attn_prefill", full_layers, shape.prefill_seq_len / 2),
+                               ("attn_prefill_sliding", sliding_layers,
+                                min(shape.prefill_seq_len / 2, model.sliding_window))):
+            if n:
+                out.append(op_time(attention(label, q, keys, seqs, q_heads, kv_heads, pre_qk, pre_v,
+                                             kv_elems, kv_dtype, n), gpu))
+    out.append(comm.allreduce("tp_allreduce_attn", t_rank * h * ACT_BYTES, par.tp, gpu, layers))
+
+    # dense MLP layers (all layers of a dense model; the first k of DeepSeek)
+    if dense_layers:
+        t_mlp = shape.tokens  # with attention-DP the dense MLP runs over all ranks' tokens, split tp·dp ways
+        w = model.intermediate_size / par.gpus_per_stage
+        out.append(op_time(gemm("mlp_gate_up", t_mlp, 2 * w, h, dtype, gpu, dense_layers), gpu))
+        out.append(op_time(gemm("mlp_down", t_mlp, h, w, dtype, gpu, dense_layers), gpu))
+        out.append(comm.allreduce("tp_allreduce_mlp", t_mlp * h * ACT_BYTES / par.dp, par.gpus_per_stage, gpu,
+                                  dense_layers))
+
+    if moe_layers:
+        n_tok = shape.tokens
+        out.append(op_time(gemm("moe_router", t_rank, model.num_experts, h, "bf16", gpu, moe_layers), gpu))
+        if model.num_shared_experts:
+            sw = (model.shared_expert_intermediate_size or model.expert_intermediate_size) \
+                * model.num_shared_experts / par.tp
+            out.append(op_time(gemm("moe_shared_expert", t_rank, 3 * sw, h, dtype, gpu, moe_layers), gpu))
+        imb = moe_imbalance(n_tok, model.experts_per_tok, par.ep) * skew
+        touched = expected_distinct_experts(model.num_experts, model.experts_per_tok, n_tok) / par.ep
+        expert_dtype = model.expert_weight_dtype or dtype
+        if model.expert_weight_dtype and dtype in ("fp4", "int4"):
+            expert_dtype = dtype
+        out.append(op_time(grouped_moe("moe_experts", n_tok * model.experts_per_tok / par.ep,
+                                       model.num_experts / par.ep, touched, h,
+                                       model.expert_intermediate_size // par.moe_tp, expert_dtype, gpu, imb,
+                                       moe_layers), gpu))
+        if par.ep > 1:  # dispatch + combine of each token's hidden state to its k experts' ranks
+            per_gpu = n_tok / par.gpus_per_stage * model.experts_per_tok * h * ACT_BYTES
+            out.append(comm.alltoall("ep_alltoall", per_gpu, par.ep, gpu, 2 * moe_layers))
+        if par.moe_tp > 1:
+            out.append(comm.allreduce("tp_allreduce_moe", n_tok * h * ACT_BYTES / par.dp, par.moe_tp, gpu,
+                                      moe_layers))
+
+    out.append(op_time(elementwise("norms_residual_rotary", t_rank, h, ELEMENTWISE_PASSES_PER_LAYER, layers), gpu))
+    return out
+
+
+def lm_head(model: ModelSpec, gpu, par: ParallelConfig, sampled: float, dtype: str) -> OpTime:
+    """Logits for the sequences that sample a token this step (vocab split over tp)."""
+    return op_time(gemm("lm_head", sampled / par.dp, model.vocab_size / par.tp, model.hidden_size, dtype, gpu), gpu)
+
+
+def step_time(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, *, engine, dtype: str = "bf16",
+              kv_dtype: str = "bf16", skew: float = 1.0) -> StepTime:
+    """Wall time of one iteration of the whole instance (all pp stages) plus the engine's overhead."""
+    micro = StepShape(shape.decode_seqs / par.pp, shape.decode_context, shape.prefill_tokens / par.pp,
+                      shape.prefill_seq_len)
+    sampled = micro.decode_seqs + (micro.prefill_tokens / shape.prefill_seq_len if shape.prefill_seq_len else 0)
+    ops = stage_ops(model, gpu, par, micro, dtype, kv_dtype, skew) + [lm_head(model, gpu, par, sampled, dtype)]
+    if par.pp > 1:  # activations cross pp−1 stage boundaries; a boundary at a node edge uses the NIC
+        crosses = par.gpus > gpu.scaleup_domain_gpus
+        ops.append(comm.p2p("pp_send", micro.tokens * model.hidden_size * ACT_BYTES / par.dp, crosses, gpu,
+                            (par.pp - 1) / par.pp))
+    stage_s = sum(o.time_s for o in ops)
+    gpu_s = stage_s * par.pp
+    seqs = (shape.decode_seqs + (shape.prefill_tokens / shape.prefill_seq_len if shape.prefill_seq_len else 0)) \
+        / par.dp
+    overhead = engine.step_overhead_ms * 1e-3 + engine.per_seq_overhead_us * 1e-6 * seqs
+    merged: dict[tuple[str, str], list] = defaultdict(lambda: [0.0, "", 0.0, 0.0])
+    for o in ops:
+        m = merged[(o.name, o.kind)]
+        m[0] += o.time_s * par.pp
+        m[1] = o.bound
+        m[2] += o.flops * par.pp
+        m[3] += o.bytes * par.pp
+    breakdown = tuple(OpTime(n, k, v[0], v[1], v[2], v[3]) for (n, k), v in merged.items() if v[0] > 0)
+    return StepTime(gpu_s + overhead, gpu_s, overhead, breakdown)
