@@ -72,3 +72,21 @@ def check_parallel(model: ModelSpec, par: ParallelConfig, scaleup_domain_gpus: i
     err = validation_error(model, par, scaleup_domain_gpus, allow_cross_node_tp)
     if err:
         raise PlannerInputError(f"parallel config {par.label()}: {err}")
+
+
+def parallel_configs(model: ModelSpec, scaleup_domain_gpus: int, max_gpus: int,
+                     allow_cross_node_tp: bool = False) -> list[ParallelConfig]:
+    """Every valid (tp, pp, ep, dp) with power-of-two degrees and at most `max_gpus` GPUs, sorted.
+    MoE models get ep = 1 (experts tensor-parallel) or ep = tp·dp (vLLM's --enable-expert-parallel)."""
+    pow2 = [1 << i for i in range(12) if 1 << i <= max_gpus]
+    out = set()
+    for tp in pow2:
+        for pp in pow2:
+            for dp in (pow2 if model.is_moe else [1]):
+                if tp * pp * dp > max_gpus:
+                    continue
+                for ep in ({1, tp * dp} if model.is_moe else {1}):
+                    par = ParallelConfig(tp, pp, ep, dp)
+                    if validation_error(model, par, scaleup_domain_gpus, allow_cross_node_tp) is None:
+                        out.add(par)
+    return sorted(out, key=lambda p: (p.gpus, p.pp, p.dp, p.tp, p.ep))

@@ -76,3 +76,17 @@ def memory_breakdown(model: ModelSpec, gpu, par: ParallelConfig, *, dtype: str, 
     seqs = min(seqs_per_rank, max_num_seqs) * par.dp
     kv_tokens = int(free // per_token) * par.dp if free > 0 else 0
     return MemoryBreakdown(usable / GB, weights / GB, acts / GB, free / GB, per_token, seqs, kv_tokens)
+
+
+def min_gpus_to_hold(model: ModelSpec, gpu, dtype: str, engine, context_tokens: float = 4096,
+                     max_gpus: int = 1024) -> tuple[int, ParallelConfig] | None:
+    """Fewest GPUs of this type (and the config) that hold the weights plus one sequence of KV."""
+    from planner.parallel import parallel_configs
+
+    for par in parallel_configs(model, gpu.scaleup_domain_gpus, max_gpus):
+        mem = memory_breakdown(model, gpu, par, dtype=dtype, kv_dtype="bf16", context_tokens=context_tokens,
+                               chunk_tokens=engine.default_chunk_tokens, max_num_seqs=engine.max_num_seqs,
+                               gpu_memory_utilization=engine.gpu_memory_utilization)
+        if mem.fits:
+            return par.gpus, par
+    return None
