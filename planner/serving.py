@@ -12,25 +12,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
-from statistics import NormalDist
 
 from planner.estimate import Setup
 from planner.perf import comm
 from planner.perf.step import StepShape
+from planner.workload import Slo
 
 BISECTION_STEPS = 22  # relative resolution ~2^-22 of the bracket
-
-
-@dataclass(frozen=True)
-class Slo:
-    ttft_ms: float
-    tpot_ms: float
-    percentile: float = 90.0
-
-    @property
-    def z(self) -> float:
-        return NormalDist().inv_cdf(self.percentile / 100.0)
 
 
 @dataclass(frozen=True)
@@ -49,45 +37,52 @@ NONE = Capacity(0.0, math.inf, math.inf, 0.0, "slo_floor")
 # ---- queueing ----------------------------------------------------------------------------------------------
 
 def md1_wait_cdf(t: float, rate: float, service_s: float) -> float:
-    """P(W ≤ t) in an M/D/1 queue (Crommelin 1932):
+    """P(W ≤ t) in an M/D/1 queue (Crommelin 1932), exact finite sum:
     P(W ≤ t) = (1 − ρ) Σ_{k=0}^{⌊t/S⌋} [λ(kS − t)]^k / k! · e^{−λ(kS − t)}.
-    The alternating sum loses float precision for large λt, so it is summed in 80-digit decimals."""
+    The sum alternates; in float64 it is accurate to ~1e-7 up to t ≈ 8S (terms ≤ e^{2ρt})."""
     rho = rate * service_s
-    if rho >= 1:
+    if rho >= 1 or t < 0:
         return 0.0
-    if t < 0:
-        return 0.0
-    with localcontext() as ctx:
-        ctx.prec = 80
-        lam, s, tt = Decimal(rate), Decimal(service_s), Decimal(t)
-        total, fact = Decimal(0), Decimal(1)
-        for k in range(int(t // service_s) + 1):
-            x = lam * (k * s - tt)
-            if k:
-                fact *= k
-            total += x ** k / fact * (-x).exp()
-        return float(min(Decimal(1), (1 - Decimal(rho)) * total))
+    total = 0.0
+    for k in range(int(t // service_s) + 1):
+        x = rate * (k * service_s - t)
+        total += x ** k / math.factorial(k) * math.exp(-x)
+    return min(1.0, (1 - rho) * total)
+
+
+def md1_tail_decay(rho: float) -> tuple[float, float]:
+    """Cramér–Lundberg tail of the M/D/1 wait (S = 1): P(W > t) ≈ C·e^{−θt} with ρ(e^θ − 1) = θ and
+    C = (1 − ρ)/(ρ·e^θ − 1). It matches Crommelin's sum to 4 digits once t ≳ S."""
+    theta = 2 * (1 - rho) / rho  # heavy-traffic start; Newton on f(θ) = ρ(e^θ − 1) − θ
+    for _ in range(50):
+        f = rho * math.expm1(theta) - theta
+        step = f / (rho * math.exp(theta) - 1)
+        theta -= step
+        if abs(step) < 1e-12 * theta:
+            break
+    return (1 - rho) / (rho * math.exp(theta) - 1), theta
 
 
 def md1_wait_percentile(p: float, rate: float, service_s: float) -> float:
-    """The p-quantile of the M/D/1 waiting time (bisection on Crommelin's CDF)."""
+    """The p-quantile of the M/D/1 waiting time: the exponential tail where it lies beyond 4S (exact there),
+    otherwise bisection on Crommelin's sum within [0, 4S]."""
     rho = rate * service_s
     if rho >= 1:
         return math.inf
-    if md1_wait_cdf(0.0, rate, service_s) >= p:  # P(W = 0) = 1 − ρ
+    if 1 - rho >= p or rho <= 0:  # P(W = 0) = 1 − ρ
         return 0.0
-    lo, hi = 0.0, service_s
-    while md1_wait_cdf(hi, rate, service_s) < p:
-        lo, hi = hi, hi * 2
-        if hi > 200 * service_s:  # beyond any sane TTFT budget: treat as unbounded
-            return math.inf
-    for _ in range(30):
+    c, theta = md1_tail_decay(rho)
+    t_tail = math.log(c / (1 - p)) / theta
+    if t_tail >= 4:
+        return t_tail * service_s
+    lo, hi = 0.0, 4.0
+    for _ in range(40):
         mid = (lo + hi) / 2
-        if md1_wait_cdf(mid, rate, service_s) < p:
+        if md1_wait_cdf(mid, rho, 1.0) < p:
             lo = mid
         else:
             hi = mid
-    return hi
+    return hi * service_s
 
 
 def _max_rate(feasible, hi: float) -> float:
@@ -125,23 +120,39 @@ def kv_handoff_s(setup: Setup, isl: float, link_gbps: float | None = None) -> fl
     return comm.kv_transfer_s(kv, setup.gpu, same_node=False, link_gbps=link_gbps, gpus_sending=setup.par.gpus)
 
 
-def prefill_capacity(setup: Setup, isl: float, slo: Slo, link_gbps: float | None = None) -> Capacity:
-    mem = setup.memory(isl)
-    if not mem.fits:
-        return NONE
+def prefill_ttft_s(setup: Setup, isl: float, slo: Slo, rate: float, link_gbps: float | None = None) -> float:
+    """p-th percentile TTFT of a prefill instance at `rate`: W_p (M/D/1) + prefill alone + KV hand-off."""
     alone, service = prefill_service_s(setup, isl)
-    transfer = kv_handoff_s(setup, isl, link_gbps)
-    budget = slo.ttft_ms * 1e-3 - alone - transfer
-    if budget < 0:
-        return Capacity(0.0, (alone + transfer) * 1e3, 0.0, 0.0, "slo_floor")
-    p = slo.percentile / 100
+    return md1_wait_percentile(slo.percentile / 100, rate, service) + alone + kv_handoff_s(setup, isl, link_gbps)
 
-    def ok(rate):
-        return md1_wait_percentile(p, rate, service) <= budget
 
-    rate = _max_rate(ok, 0.999 / service)
-    ttft = md1_wait_percentile(p, rate, service) + alone + transfer
-    return Capacity(rate, ttft * 1e3, 0.0, 0.0, "ttft")
+def decode_tpot_s(setup: Setup, isl: float, osl: float, slo: Slo, rate: float) -> float:
+    """p-th percentile TPOT of a decode instance at `rate`: fixed point B = λ·osl·TPOT(B), then TPOT(B_p)."""
+    ctx = isl + osl / 2
+    t = setup.step(StepShape(decode_seqs=1, decode_context=ctx)).time_s
+    for _ in range(30):
+        t_new = setup.step(StepShape(decode_seqs=max(rate * osl * t, 1.0), decode_context=ctx)).time_s
+        if abs(t_new - t) < 1e-6 * t:
+            break
+        t = t_new
+    bp = batch_at_percentile(max(rate * osl * t, 1.0), slo.z)
+    return setup.step(StepShape(decode_seqs=bp, decode_context=ctx)).time_s
+
+
+def prefill_capacity(setup: Setup, isl: float, slo: Slo, link_gbps: float | None = None) -> Capacity:
+    if not setup.memory(isl).fits:
+        return NONE
+    _, service = prefill_service_s(setup, isl)
+    limit_s = slo.ttft_ms * 1e-3
+    floor = prefill_ttft_s(setup, isl, slo, 0.0, link_gbps)
+    if floor > limit_s:
+        return Capacity(0.0, floor * 1e3, 0.0, 0.0, "slo_floor")
+    rate = _max_rate(lambda r: prefill_ttft_s(setup, isl, slo, r, link_gbps) <= limit_s, 0.999 / service)
+    return Capacity(rate, prefill_ttft_s(setup, isl, slo, rate, link_gbps) * 1e3, 0.0, 0.0, "ttft")
+
+
+def _kv_binding(setup: Setup, max_batch: float) -> str:
+    return "max_num_seqs" if max_batch >= setup.engine.max_num_seqs * setup.par.dp else "kv_memory"
 
 
 def decode_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capacity:
@@ -161,62 +172,76 @@ def decode_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capacity:
 
     b = _max_rate(ok, cap_b)
     bp = batch_at_percentile(b, slo.z)
-    binding = "tpot" if bp < cap_b * 0.999 else ("max_num_seqs" if cap_b >= setup.engine.max_num_seqs *
-                                                    setup.par.dp else "kv_memory")
+    binding = "tpot" if bp < cap_b * 0.999 else _kv_binding(setup, cap_b)
     return Capacity(b / (osl * tpot(b)), 0.0, tpot(bp) * 1e3, b, binding)
 
 
+@dataclass(frozen=True)
+class CollocatedState:
+    """A chunked-prefill instance at arrival rate λ."""
+    iteration_s: float  # mean iteration time T
+    batch: float  # mean decode batch B = λ·T·osl
+    tpot_s: float  # iteration time at the batch's p-th percentile
+    ttft_s: float  # p-th percentile TTFT (inf when the chunk budget cannot carry the load)
+    over_budget: bool  # λ·T·(isl + osl) > C: prompts arrive faster than the chunks carry them
+
+
+def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float) -> CollocatedState:
+    """Chunked prefill with budget C = setup.chunk tokens per iteration (Sarathi-Serve, DESIGN §4):
+    an iteration of length T carries λ·T·isl prompt tokens and B = λ·T·osl decodes (fixed point in T);
+    TTFT_p = W_p + ⌈isl / (C − B_p)⌉·T_chunk (an iteration carrying a prompt chunk), the prompt share C − B_p of each iteration served as an M/D/1 queue."""
+    C, ctx = setup.chunk, isl + osl / 2
+    t = setup.step(StepShape(decode_seqs=1, decode_context=ctx, prefill_tokens=isl, prefill_seq_len=isl)).time_s
+    for _ in range(8):  # T = step(λT·osl decodes, λT·isl prompt tokens): a contraction, converges fast
+        t_new = setup.step(StepShape(rate * t * osl, ctx, min(rate * t * isl, C), isl)).time_s
+        converged = abs(t_new - t) < 1e-4 * t
+        t = t_new
+        if converged:
+            break
+    b = rate * t * osl
+    bp = batch_at_percentile(b, slo.z)
+    t_p = setup.step(StepShape(bp, ctx, min(rate * t * isl, C), isl)).time_s
+    share = C - bp
+    if share <= 0 or rate * t * (isl + osl) > C:
+        return CollocatedState(t, b, t_p, math.inf, True)
+    chunk = min(isl, share)
+    t_chunk = setup.step(StepShape(bp, ctx, max(chunk, min(rate * t * isl, C)), isl)).time_s  # carries a prompt
+    wait = md1_wait_percentile(slo.percentile / 100, rate, isl / share * t_chunk)
+    return CollocatedState(t, b, t_p, wait + math.ceil(isl / share) * t_chunk, False)
+
+
 def collocated_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capacity:
-    """Chunked prefill with budget C = setup.chunk tokens per iteration.
-    At rate λ an iteration of length T carries λ·T·isl prompt tokens and B = λ·T·osl decode sequences
-    (fixed point in T); feasible iff λ·T·(isl + osl) ≤ C, B_p ≤ max batch, T(B_p) ≤ TPOT and
-    TTFT_p = W_p + ⌈isl / (C − B)⌉·T ≤ TTFT, the prompt share C − B served as an M/D/1 queue."""
+    """Largest λ with B_p ≤ max batch, T(B_p) ≤ TPOT and TTFT_p ≤ TTFT."""
     mem = setup.memory(isl + osl)
     if not mem.fits:
         return NONE
-    C, ctx, p = setup.chunk, isl + osl / 2, slo.percentile / 100
-    cap_b = float(mem.max_batch)
+    cap_b, tpot_s, ttft_s = float(mem.max_batch), slo.tpot_ms * 1e-3, slo.ttft_ms * 1e-3
 
-    def state(rate):
-        t = setup.step(StepShape(decode_seqs=1, decode_context=ctx, prefill_tokens=isl, prefill_seq_len=isl)).time_s
-        for _ in range(8):  # T = step(λT·osl decodes, λT·isl prompt tokens): a contraction, converges fast
-            b, pre = rate * t * osl, min(rate * t * isl, C)
-            t_new = setup.step(StepShape(b, ctx, pre, isl)).time_s
-            if abs(t_new - t) < 1e-4 * t:
-                t = t_new
-                break
-            t = t_new
-        b = rate * t * osl
-        bp = batch_at_percentile(b, slo.z)
-        t_p = setup.step(StepShape(bp, ctx, min(rate * t * isl, C), isl)).time_s
-        share = C - bp
-        if share <= 0 or rate * t * (isl + osl) > C:
-            return t, b, t_p, math.inf, "chunk_budget"
-        chunks = math.ceil(isl / share)
-        service = chunks * t
-        wait = md1_wait_percentile(p, rate, isl / share * t)
-        return t, b, t_p, wait + service, ""
+    def why_not(st: CollocatedState) -> str:
+        if st.over_budget:
+            return "chunk_budget"
+        if batch_at_percentile(st.batch, slo.z) > cap_b:
+            return _kv_binding(setup, cap_b)
+        if st.tpot_s > tpot_s:
+            return "tpot"
+        return "ttft" if st.ttft_s > ttft_s else ""
 
-    def ok(rate):
-        t, b, t_p, ttft, why = state(rate)
-        return not why and batch_at_percentile(b, slo.z) <= cap_b and t_p <= slo.tpot_ms * 1e-3 \
-            and ttft <= slo.ttft_ms * 1e-3
+    floor = collocated_state(setup, isl, osl, slo, 1e-9)
+    if why_not(floor):
+        return Capacity(0.0, floor.ttft_s * 1e3, floor.tpot_s * 1e3, 0.0, "slo_floor")
+    hi = setup.chunk / ((isl + osl) * floor.iteration_s)
+    rate = _max_rate(lambda r: not why_not(collocated_state(setup, isl, osl, slo, r)), hi)
+    st = collocated_state(setup, isl, osl, slo, rate)
+    binding = why_not(collocated_state(setup, isl, osl, slo, rate * 1.01)) or "chunk_budget"
+    return Capacity(rate, st.ttft_s * 1e3, st.tpot_s * 1e3, st.batch, binding)
 
-    floor = state(1e-9)
-    if floor[2] > slo.tpot_ms * 1e-3:
-        return Capacity(0.0, floor[3] * 1e3, floor[2] * 1e3, 0.0, "slo_floor")
-    if floor[3] > slo.ttft_ms * 1e-3:
-        return Capacity(0.0, floor[3] * 1e3, floor[2] * 1e3, 0.0, "slo_floor")
-    hi = C / ((isl + osl) * floor[0])
-    rate = _max_rate(ok, hi)
-    t, b, t_p, ttft, _ = state(rate)
-    probe = state(rate * 1.01)
-    if probe[4]:
-        binding = probe[4]
-    elif batch_at_percentile(probe[1], slo.z) > cap_b:
-        binding = "max_num_seqs" if cap_b >= setup.engine.max_num_seqs * setup.par.dp else "kv_memory"
-    elif probe[2] > slo.tpot_ms * 1e-3:
-        binding = "tpot"
-    else:
-        binding = "ttft"
-    return Capacity(rate, ttft * 1e3, t_p * 1e3, b, binding)
+
+def latency_at(setup: Setup, role: str, isl: float, osl: float, slo: Slo, rate: float,
+               link_gbps: float | None = None) -> tuple[float, float]:
+    """(TTFT_p ms, TPOT_p ms) an instance of `role` shows at per-instance `rate` (0 where the role has none)."""
+    if role == "prefill":
+        return prefill_ttft_s(setup, isl, slo, rate, link_gbps) * 1e3, 0.0
+    if role == "decode":
+        return 0.0, decode_tpot_s(setup, isl, osl, slo, rate) * 1e3
+    st = collocated_state(setup, isl, osl, slo, rate)
+    return st.ttft_s * 1e3, st.tpot_s * 1e3

@@ -1,0 +1,241 @@
+"""`planner optimize`: model + workload + SLOs + fleet -> ranked plans (DESIGN §2).
+
+candidates (roofline + SLO capacity per class) -> solvers.mix (MILP: counts + routing) -> Plans with the
+latencies each instance shows at the load routed to it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from planner.candidates import Candidate, SearchSpace, enumerate_candidates
+from planner.errors import InfeasibleError, PlannerInputError
+from planner.estimate import Setup
+from planner.model import ModelSpec
+from planner.parallel import parallel_configs
+from planner.plan import InstancePlan, Plan
+from planner.serving import latency_at
+from planner.workload import RequestClass
+
+# Fleets assumed when the user names none (said in the output): one 8-GPU H100 node to maximise goodput on;
+# for a cost search, an unlimited choice of the common cloud GPUs.
+DEFAULT_GOODPUT_FLEET = {"h100_sxm": 8}
+DEFAULT_COST_GPUS = ("a100_80g", "h100_sxm", "h200_sxm", "b200_sxm", "l40s", "l4")
+FAMILIES = ("agg", "disagg", "single_gpu_type")
+
+
+@dataclass(frozen=True)
+class Request:
+    model: ModelSpec
+    classes: tuple[RequestClass, ...]
+    inventory: dict | None = None  # GPU type -> GPUs available; None -> default fleet
+    budget_usd_per_h: float | None = None
+    objective: str = "goodput"  # goodput | cost
+    mode: str = "auto"  # auto | agg | disagg
+    engine: str = "vllm"
+    dtype: str = "bf16"
+    kv_dtype: str = "bf16"
+    top_k: int = 5
+    backend: str = "highs"
+    time_limit_s: float = 10.0
+    max_gpus_per_instance: int = 64
+    link_gbps: float | None = None
+    expert_loads: tuple[float, ...] | None = None  # measured per-expert counts; None -> Zipf default
+    extra_hwdb: tuple = ()
+    calibration: object = None  # planner.calibrate.Calibration
+
+
+@dataclass
+class Result:
+    plans: list[Plan]
+    family_bests: list[Plan]
+    solver: dict
+    candidates: list[Candidate]  # every evaluated instance type (for the Pareto chart)
+    notes: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def _fleet(req: Request) -> tuple[list, dict | None, list[str]]:
+    import hwdb
+
+    notes = []
+    inventory = req.inventory
+    if inventory is None:
+        if req.objective == "cost":
+            names = DEFAULT_COST_GPUS
+            notes.append(f"no --gpus given: choosing freely among {', '.join(names)} (unlimited)")
+        else:
+            inventory = dict(DEFAULT_GOODPUT_FLEET)
+            notes.append("no --gpus given: assuming one 8-GPU h100_sxm node")
+    if inventory is not None:
+        names = sorted(inventory)
+    gpus = [hwdb.load_gpu(n, extra_dirs=req.extra_hwdb) for n in names]
+    if inventory is not None:  # canonical names (aliases resolved)
+        inventory = {g.name: inventory[n] for g, n in zip(gpus, names)}
+    if req.calibration is not None:
+        gpus = [req.calibration.apply_gpu(g) for g in gpus]
+    return gpus, inventory, notes
+
+
+def expert_skew(model: ModelSpec, eps: set[int], loads: tuple[float, ...] | None) -> dict[int, float]:
+    """Imbalance of the busiest EP rank after placing skewed expert loads with solvers.experts (≥ 1)."""
+    if not model.is_moe:
+        return {}
+    from solvers import ExpertProblem, place_experts, zipf_loads
+
+    loads = loads or zipf_loads(model.num_experts, s=ZIPF_S, seed=0)
+    out = {}
+    for ep in sorted(e for e in eps if e > 1):
+        placement = place_experts(ExpertProblem(tuple(loads), ep, model.num_experts // ep), time_limit_s=1.0, seed=0)
+        out[ep] = placement.imbalance
+    return out
+
+
+# Default routing skew when no expert statistics are given: Zipf exponent 0.5 over the experts (an assumption,
+# not a measurement: trained routers with load-balancing losses are far flatter than s = 1).
+ZIPF_S = 0.5
+
+
+def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[str, RequestClass], req: Request,
+              gpu) -> InstancePlan:
+    util = sum(r / (count * c.capacity[s].rate_rps) for s, r in load.items() if r > 0)
+    setup = Setup(req.model, gpu, c.par, _engine(req), req.dtype, req.kv_dtype, c.chunk_tokens, c.skew)
+    ttft = tpot = 0.0
+    for s, r in sorted(load.items()):
+        if r <= 0:
+            continue
+        cls = classes[s]
+        # an instance at load fraction u serves class s like class s alone at u · capacity_s
+        a, b = latency_at(setup, c.role, cls.isl, cls.osl, cls.slo, util * c.capacity[s].rate_rps, req.link_gbps)
+        ttft, tpot = max(ttft, a), max(tpot, b)
+    bindings = sorted({c.capacity[s].binding for s, r in load.items() if r > 0})
+    return InstancePlan(c.role, c.gpu, count, c.par.tp, c.par.pp, c.par.ep, c.par.dp, c.max_batch, c.chunk_tokens,
+                        {s: r for s, r in load.items() if r > 0}, util, ttft, tpot, ",".join(bindings))
+
+
+def _engine(req: Request):
+    import hwdb
+
+    eng = hwdb.load_engine(req.engine)
+    return req.calibration.apply_engine(eng) if req.calibration is not None else eng
+
+
+def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request, gpus: dict) -> Plan:
+    classes = {c.name: c for c in req.classes}
+    instances = []
+    for name, count in sorted(sol.counts.items()):
+        c = cands[name]
+        load = {s: sol.routing.get((name, s), 0.0) for s in classes}
+        instances.append(_instance(c, count, load, classes, req, gpus[c.gpu]))
+    instances.sort(key=lambda i: ({"agg": 0, "prefill": 1, "decode": 2}[i.role], i.gpu, -i.count))
+    served = {s: sum(sol.routing.get((n, s), 0.0) for n in sol.counts if cands[n].role in ("agg", "prefill"))
+              for s in classes}
+    goodput = sum(served.values())
+    tokens = sum(served[s] * classes[s].osl for s in classes)
+    n_gpus = sum(sol.gpus.values())
+    roles = {i.role for i in instances}
+    mode = "agg" if roles == {"agg"} else ("disagg" if "agg" not in roles else "mixed")
+    loaded = [i for i in instances if i.load_rps]
+    predicted = {"ttft_ms": max((i.ttft_ms for i in loaded), default=0.0),
+                 "tpot_ms": max((i.tpot_ms for i in loaded), default=0.0)}
+    inst_bind = sorted({b for i in loaded for b in i.binding.split(",") if b})
+    binding = (sol.binding or "none") + (f"; each instance limited by {'/'.join(inst_bind)}" if inst_bind else "")
+    if sol.hint:
+        binding += f" ({sol.hint})"
+    usd_per_m = sol.cost_usd_per_h / (tokens * 3600) * 1e6 if tokens > 0 else 0.0
+    return Plan(rank, sol.family, mode, goodput, tokens, tokens / n_gpus if n_gpus else 0.0, sol.cost_usd_per_h,
+                usd_per_m, dict(sol.gpus), tuple(instances), predicted, binding)
+
+
+def _no_candidate_reason(req: Request, gpus: list, evaluated: list[Candidate]) -> InfeasibleError:
+    """Why no instance type meets the SLOs: memory, or an SLO below the best single-request latency."""
+    from dataclasses import replace
+
+    from planner.estimate import require_fit
+    from planner.serving import collocated_state
+
+    engine = _engine(req)
+    fits = []
+    for gpu in gpus:
+        limit = min(req.max_gpus_per_instance, (req.inventory or {}).get(gpu.name, req.max_gpus_per_instance))
+        for par in parallel_configs(req.model, gpu.scaleup_domain_gpus, limit):
+            setup = Setup(req.model, gpu, par, engine, req.dtype, req.kv_dtype)
+            try:
+                require_fit(setup, max(c.isl for c in req.classes), max(c.osl for c in req.classes))
+            except InfeasibleError:
+                continue
+            fits.append(setup)
+    if not fits:
+        sizes = ", ".join(f"{g.name} ≤{min(req.max_gpus_per_instance, (req.inventory or {}).get(g.name, 64))}"
+                          for g in gpus)
+        return InfeasibleError(f"{req.model.name} ({req.dtype}) fits on no instance the fleet allows ({sizes} GPUs)",
+                               binding="memory", hint="add GPUs, use larger-memory GPUs, or --dtype fp8")
+    # lowest achievable TPOT / TTFT of any fitting config at (near) zero load, per class
+    cls = req.classes[0]
+    best = min(fits, key=lambda s: collocated_state(replace(s, chunk_tokens=max(cls.isl, 2048)), cls.isl, cls.osl,
+                                                    cls.slo, 1e-9).tpot_s)
+    st = collocated_state(replace(best, chunk_tokens=max(cls.isl, 2048)), cls.isl, cls.osl, cls.slo, 1e-9)
+    if st.tpot_s * 1e3 > cls.slo.tpot_ms:
+        return InfeasibleError(f"TPOT {cls.slo.tpot_ms:g} ms is below the {st.tpot_s * 1e3:.1f} ms floor of any config "
+                               f"on {', '.join(g.name for g in gpus)}; fastest is {best.gpu.name} "
+                               f"{best.par.label()}", binding="tpot_slo",
+                               hint=f"relax --slo tpot to ≥ {st.tpot_s * 1e3 * 1.05:.1f}ms or use faster GPUs")
+    return InfeasibleError(f"TTFT {cls.slo.ttft_ms:g} ms is below the {st.ttft_s * 1e3:.0f} ms floor of any config "
+                           f"(prompt of {cls.isl} tokens); fastest is {best.gpu.name} {best.par.label()}",
+                           binding="ttft_slo", hint=f"relax --slo ttft to ≥ {st.ttft_s * 1.1:.2f}s or shorten prompts")
+
+
+def optimize(req: Request) -> Result:
+    from solvers import InstanceType, MixProblem, solve_mix
+    from solvers import RequestClass as SolverClass
+
+    t0 = time.perf_counter()
+    if req.objective not in ("goodput", "cost"):
+        raise PlannerInputError(f"--objective: expected goodput or cost, got '{req.objective}'")
+    if req.mode not in ("auto", "agg", "disagg"):
+        raise PlannerInputError(f"--mode: expected auto, agg or disagg, got '{req.mode}'")
+    if req.objective == "cost" and any(c.rate_rps <= 0 for c in req.classes):
+        raise PlannerInputError("--workload: rate is required for --objective cost (the demand to serve)")
+    gpus, inventory, notes = _fleet(req)
+    engine = _engine(req)
+    eps = {p.ep for g in gpus for p in parallel_configs(req.model, g.scaleup_domain_gpus, req.max_gpus_per_instance)}
+    space = SearchSpace(req.model, engine, req.dtype, req.kv_dtype, req.mode, req.max_gpus_per_instance,
+                        link_gbps=req.link_gbps, expert_skew=expert_skew(req.model, eps, req.expert_loads))
+    evaluated, cands = enumerate_candidates(space, gpus, list(req.classes), inventory)
+    if not cands:
+        raise _no_candidate_reason(req, gpus, evaluated)
+    by_name = {c.name: c for c in cands}
+    gpu_by_name = {g.name: g for g in gpus}
+    link = lambda g: (req.link_gbps or g.scaleout_bw_gbps) * 1e9  # noqa: E731  bytes/s per GPU, P -> D
+    types = tuple(InstanceType(
+        name=c.name, gpus={c.gpu: c.gpus}, cost_usd_per_h=c.cost_usd_per_h,
+        roles=frozenset({"prefill", "decode"} if c.role == "agg" else {c.role}),
+        capacity_rps={s: cap.rate_rps for s, cap in sorted(c.capacity.items()) if cap.rate_rps > 0},
+        family="agg" if c.role == "agg" else "disagg",
+        kv_egress_bytes_per_s=link(gpu_by_name[c.gpu]) * c.gpus if c.role == "prefill" else float("inf"))
+        for c in cands)
+    demand_given = all(c.rate_rps > 0 for c in req.classes)
+    classes = tuple(SolverClass(c.name, c.rate_rps if demand_given else 1.0,
+                                req.model.kv_bytes_per_sequence(c.isl, req.kv_dtype)) for c in req.classes)
+    problem = MixProblem(types, classes, inventory=inventory, budget_usd_per_h=req.budget_usd_per_h,
+                         objective=req.objective, max_alpha=1.0 if demand_given and req.objective == "goodput"
+                         else None)
+    families = FAMILIES if req.mode == "auto" else ("single_gpu_type",)
+    sols = solve_mix(problem, backend=req.backend, time_limit_s=req.time_limit_s, threads=1, top_k=req.top_k,
+                     families=families)
+    main = [s for s in sols if not s.family]
+    if not main or main[0].status == "infeasible":
+        first = main[0] if main else sols[0]
+        raise InfeasibleError(f"no fleet plan serves the demand: {first.hint or 'infeasible'}",
+                              binding=first.binding or "capacity", hint=first.hint or "")
+    plans = [_plan(s, i + 1, by_name, req, gpu_by_name) for i, s in enumerate(main) if s.status != "infeasible"]
+    bests = [_plan(s, 0, by_name, req, gpu_by_name) for s in sols if s.family and s.status != "infeasible"]
+    if demand_given and req.objective == "goodput" and plans and plans[0].goodput_rps < 0.999 * sum(
+            c.rate_rps for c in req.classes):
+        notes.append(f"the fleet serves only {plans[0].goodput_rps:.3g} of the {sum(c.rate_rps for c in req.classes):g}"
+                     f" req/s asked for within the SLOs")
+    head = main[0]
+    solver = {"backend": head.backend, "status": head.status, "gap": head.gap,
+              "time_s": sum(s.time_s for s in sols), "candidates": len(cands), "evaluated": len(evaluated)}
+    return Result(plans, bests, solver, evaluated, notes, time.perf_counter() - t0)

@@ -1,0 +1,60 @@
+"""Plan / InstancePlan dataclasses and their JSON form (DESIGN §6).
+
+Token figures are output (generated) tokens; $/M tokens = $/h ÷ (output tokens/s · 3600) · 10⁶.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class InstancePlan:
+    role: str  # agg | prefill | decode
+    gpu: str
+    count: int
+    tp: int
+    pp: int
+    ep: int
+    dp: int
+    max_batch: int
+    chunk_tokens: int
+    load_rps: dict  # request class -> req/s routed to these instances (all of them together)
+    utilization: float  # Σ_s load_s / (count · capacity_s): how full the instances are
+    ttft_ms: float  # predicted p-th percentile at this load (0 for a decode-only instance)
+    tpot_ms: float  # (0 for a prefill-only instance)
+    binding: str  # what caps one instance's capacity: tpot | ttft | kv_memory | max_num_seqs | chunk_budget
+
+    @property
+    def gpus(self) -> int:
+        return self.count * self.tp * self.pp * self.dp
+
+
+@dataclass(frozen=True)
+class Plan:
+    rank: int
+    family: str  # "" for the ranked list, else agg | disagg | single_gpu_type: best plan of that family
+    mode: str  # agg | disagg | mixed
+    goodput_rps: float
+    tokens_per_s: float
+    tokens_per_s_per_gpu: float
+    cost_usd_per_h: float
+    usd_per_million_tokens: float
+    gpus: dict
+    instances: tuple[InstancePlan, ...]
+    predicted: dict  # {"ttft_ms", "tpot_ms"}: worst p-th percentile over the instances that carry load
+    binding: str
+
+    def to_json(self) -> dict:
+        return {
+            "rank": self.rank, "family": self.family, "mode": self.mode, "goodput_rps": self.goodput_rps,
+            "tokens_per_s": self.tokens_per_s, "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu,
+            "cost_usd_per_h": self.cost_usd_per_h, "usd_per_million_tokens": self.usd_per_million_tokens,
+            "gpus": dict(sorted(self.gpus.items())),
+            "instances": [{"role": i.role, "gpu": i.gpu, "count": i.count, "tp": i.tp, "pp": i.pp, "ep": i.ep,
+                           "dp": i.dp, "max_batch": i.max_batch, "chunk_tokens": i.chunk_tokens,
+                           "load_rps": dict(sorted(i.load_rps.items())), "utilization": i.utilization,
+                           "predicted": {"ttft_ms": i.ttft_ms, "tpot_ms": i.tpot_ms}, "binding": i.binding}
+                          for i in self.instances],
+            "predicted": self.predicted, "binding": self.binding,
+        }
