@@ -179,5 +179,186 @@ def model_show(model: str = typer.Argument(..., help="Bundled name, HF id, our Y
                    ["gpu"] + dtypes, rows))
 
 
+# ---- estimate ------------------------------------------------------------------------------------------------
+
+def _setup(model, gpu, tp, pp, ep, dp, engine, dtype, kv_dtype, chunk, calibration, hwdb_dirs=()):
+    import hwdb
+    from planner.estimate import Setup
+    from planner.model import dtype_bytes, load_model
+    from planner.parallel import ParallelConfig, check_parallel
+
+    m = load_model(model)
+    g = hwdb.load_gpu(gpu, extra_dirs=tuple(hwdb_dirs))
+    eng = hwdb.load_engine(engine).for_gpu(g)
+    for field_name, d in (("--dtype", dtype), ("--kv-dtype", kv_dtype)):
+        dtype_bytes(d, field_name)
+    if calibration:
+        from planner.calibrate import load_calibration
+
+        cal = load_calibration(calibration)
+        g, eng = cal.apply_gpu(g), cal.apply_engine(eng)
+    par = ParallelConfig(tp, pp, ep, dp)
+    check_parallel(m, par, g.scaleup_domain_gpus)
+    return Setup(m, g, par, eng, dtype, kv_dtype, chunk or 0)
+
+
+@app.command()
+@guarded
+def estimate(model: str = typer.Argument(..., help="Bundled name, HF id, our YAML or a config.json path."),
+             gpu: str = typer.Option(..., "--gpu", help="GPU type, e.g. h100_sxm"),
+             tp: int = typer.Option(1, "--tp", min=1), pp: int = typer.Option(1, "--pp", min=1),
+             ep: int = typer.Option(1, "--ep", min=1), dp: int = typer.Option(1, "--dp", min=1),
+             isl: int = typer.Option(..., "--isl", min=1, help="Prompt tokens."),
+             osl: int = typer.Option(..., "--osl", min=1, help="Output tokens."),
+             batch: Optional[float] = typer.Option(None, "--batch", help="Concurrent requests (closed loop)."),
+             rate: Optional[float] = typer.Option(None, "--rate", help="Arrival rate, req/s (open loop)."),
+             chunk: Optional[int] = typer.Option(None, "--chunk", min=1, help="Chunked-prefill token budget."),
+             dtype: str = typer.Option("bf16", "--dtype", help="Weight dtype: bf16, fp8, fp4, int4."),
+             kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV-cache dtype: bf16 or fp8."),
+             engine: str = typer.Option("vllm", "--engine", help="vllm, sglang or trtllm."),
+             slo: Optional[str] = typer.Option(None, "--slo", help="ttft=2s,tpot=50ms,p=90: also report goodput."),
+             calibration: Optional[Path] = typer.Option(None, "--calibration", help="YAML from planner calibrate."),
+             fmt: Fmt = typer.Option(Fmt.table, "--format")):
+    """Latency and throughput of one instance (offline max batch unless --batch or --rate)."""
+    from planner import estimate as est
+    from planner.jsonio import canonical_json
+
+    if batch is not None and rate is not None:
+        raise _bad("--batch/--rate: give one of them, not both")
+    s = _setup(model, gpu, tp, pp, ep, dp, engine, dtype, kv_dtype, chunk, calibration)
+    if rate is not None:
+        e = est.at_rate(s, isl, osl, rate)
+    elif batch is not None:
+        e = est.at_concurrency(s, isl, osl, batch)
+    else:
+        e = est.offline(s, isl, osl)
+    goodput = None
+    if slo:
+        from planner.serving import collocated_capacity
+        from planner.workload import parse_slo
+
+        goodput = collocated_capacity(s, isl, osl, parse_slo(slo)).rate_rps
+    mem = e.memory
+    data = {"model": s.model.name, "gpu": s.gpu.name, "parallel": s.par.label(), "engine": s.engine.name,
+            "dtype": dtype, "kv_dtype": kv_dtype, "isl": isl, "osl": osl, "batch": e.batch,
+            "ttft_ms": e.ttft_ms, "tpot_ms": e.tpot_ms, "throughput_tokens_per_s": e.throughput_tokens_per_s,
+            "tokens_per_s_per_gpu": e.tokens_per_s_per_gpu, "request_rate_rps": e.request_rate_rps,
+            "goodput_rps": goodput, "chunk_tokens": s.chunk,
+            "memory_gb": {"usable": mem.usable_gb, "weights": mem.weights_gb, "activations": mem.activations_gb,
+                          "kv_cache": mem.kv_cache_gb, "max_batch": mem.max_batch},
+            "breakdown": est.breakdown_rows(e.decode_step),
+            "prefill_breakdown": est.breakdown_rows(e.prefill_step)}
+    if fmt == Fmt.json:
+        _emit(canonical_json(data))
+        return
+    c = _console()
+    c.print(f"[bold]{s.model.name}[/] on {s.par.gpus}× {s.gpu.name} ({s.par.label()}, {engine}, {dtype} weights, "
+            f"{kv_dtype} KV), ISL {isl} / OSL {osl}, batch {e.batch:.4g}")
+    c.print(f"TTFT {e.ttft_ms:,.1f} ms   TPOT {e.tpot_ms:,.2f} ms   {e.throughput_tokens_per_s:,.0f} output tok/s   "
+            f"{e.tokens_per_s_per_gpu:,.0f} tok/s/GPU   {e.request_rate_rps:.3g} req/s"
+            + (f"   goodput {goodput:.3g} req/s under {slo}" if slo else ""))
+    c.print(f"memory per GPU: {mem.weights_gb:.1f} GB weights + {mem.activations_gb:.1f} GB workspace + "
+            f"{mem.kv_cache_gb:.1f} GB KV of {mem.usable_gb:.1f} GB usable → max batch {mem.max_batch}")
+    for title, rows in (("decode iteration", data["breakdown"]), ("prefill (first chunk)", data["prefill_breakdown"])):
+        c.print(_table(title, ["op", "kind", "ms", "share", "bound"],
+                       [[r["op"], r["kind"], f"{r['time_ms']:.3f}", f"{r['share']:.0%}", r["bound"]] for r in rows]))
+
+
+def _bad(message: str):
+    from planner.errors import PlannerInputError
+
+    return PlannerInputError(message)
+
+
+# ---- optimize ------------------------------------------------------------------------------------------------
+
+@app.command()
+@guarded
+def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model name, our YAML or config.json."),
+             slo: Optional[str] = typer.Option(None, "--slo", help="ttft=2s,tpot=50ms,p=90 (p applies to both)."),
+             workload: Optional[str] = typer.Option(None, "--workload", help="isl=2048,osl=256,rate=20 or w.yaml."),
+             gpus: Optional[str] = typer.Option(None, "--gpus", help="Fleet: h100_sxm:16,a100_80g:32."),
+             budget: Optional[str] = typer.Option(None, "--budget", help="Max $/h, e.g. 120/h."),
+             objective: Optional[str] = typer.Option(None, "--objective", help="goodput (default) or cost."),
+             mode: Optional[str] = typer.Option(None, "--mode", help="auto (default), agg or disagg."),
+             engine: Optional[str] = typer.Option(None, "--engine", help="vllm (default), sglang, trtllm."),
+             dtype: Optional[str] = typer.Option(None, "--dtype", help="Weight dtype: bf16, fp8, fp4, int4."),
+             kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype", help="KV-cache dtype: bf16 or fp8."),
+             top: Optional[int] = typer.Option(None, "--top", min=1, max=50, help="How many ranked plans."),
+             fmt: PlanFmt = typer.Option(PlanFmt.table, "--format"),
+             out: Optional[Path] = typer.Option(None, "--out", help="Write the output to FILE."),
+             launch: bool = typer.Option(False, "--launch", help="Print vLLM / SGLang launch commands."),
+             calibration: Optional[Path] = typer.Option(None, "--calibration", help="YAML from planner calibrate."),
+             backend: str = typer.Option("highs", "--backend", help="MILP backend: highs or cbc."),
+             expert_stats: Optional[Path] = typer.Option(None, "--expert-stats", help="CSV expert,count (MoE)."),
+             hwdb_dir: Optional[list[Path]] = typer.Option(None, "--hwdb", help="Extra folder of GPU YAMLs."),
+             time_limit: float = typer.Option(10.0, "--time-limit", min=0.1, help="Solver time limit, s.")):
+    """Ranked deployment plans: GPU mix, parallelism, agg vs P/D, chunk size — by goodput under the SLOs."""
+    from planner.calibrate import load_calibration
+    from planner.optimize import optimize as run
+    from planner.scenario import build_request
+
+    extra = dict(backend=backend, time_limit_s=time_limit, extra_hwdb=tuple(hwdb_dir or ()))
+    if calibration:
+        extra["calibration"] = load_calibration(calibration)
+    if expert_stats:
+        from solvers import load_expert_counts_csv
+
+        extra["expert_loads"] = tuple(load_expert_counts_csv(expert_stats))
+    req = build_request(model, slo=slo, workload=workload, gpus=gpus, budget=budget, objective=objective,
+                        mode=mode, engine=engine, dtype=dtype, kv_dtype=kv_dtype, top=top, **extra)
+    result = run(req)
+    from planner.report import result_json, result_markdown
+
+    if fmt == PlanFmt.json:
+        from planner.jsonio import canonical_json
+
+        _emit(canonical_json(result_json(result, req, launch)), out)
+    elif fmt == PlanFmt.markdown:
+        _emit(result_markdown(result, req, launch), out)
+    else:
+        _print_plans(result, req, launch, out)
+
+
+def _print_plans(result, req, launch: bool, out: Optional[Path]) -> None:
+    from rich.console import Console
+
+    from planner.report import launch_for
+
+    c = Console(record=out is not None, highlight=False, soft_wrap=True)
+    cls = ", ".join(f"{k.name}: ISL {k.isl} / OSL {k.osl}" + (f" @ {k.rate_rps:g} req/s" if k.rate_rps else "")
+                    + f" (TTFT ≤ {k.slo.ttft_ms:g} ms, TPOT ≤ {k.slo.tpot_ms:g} ms at p{k.slo.percentile:g})"
+                    for k in req.classes)
+    c.print(f"[bold]{req.model.name}[/] — {cls}; objective {req.objective}, engine {req.engine}, {req.dtype} weights")
+    for n in result.notes:
+        c.print(f"[dim]note:[/] {n}")
+
+    def rows(plans):
+        for p in plans:
+            inst = "\n".join(f"{i.count}× {i.role} {i.gpu} TP{i.tp}" + (f" PP{i.pp}" if i.pp > 1 else "")
+                             + (f" EP{i.ep}" if i.ep > 1 else "") + (f" DP{i.dp}" if i.dp > 1 else "")
+                             + (f" chunk {i.chunk_tokens}" if i.role == "agg" else "") for i in p.instances)
+            yield [p.family or str(p.rank), " ".join(f"{n}×{g}" for g, n in sorted(p.gpus.items())), inst,
+                   f"{p.goodput_rps:,.2f}", f"{p.tokens_per_s:,.0f}", f"{p.tokens_per_s_per_gpu:,.0f}",
+                   f"${p.cost_usd_per_h:,.2f}", f"${p.usd_per_million_tokens:,.2f}",
+                   f"{p.predicted['ttft_ms']:,.0f}", f"{p.predicted['tpot_ms']:,.1f}", p.binding]
+
+    cols = ["#", "GPUs", "instances", "goodput req/s", "tok/s", "tok/s/GPU", "$/h", "$/M tok", "TTFT ms",
+            "TPOT ms", "binding"]
+    c.print(_table("ranked plans", cols, list(rows(result.plans))))
+    if result.family_bests:
+        c.print(_table("best plan of each family", cols, list(rows(result.family_bests))))
+    s = result.solver
+    c.print(f"solver: {s['backend']} {s['status']} (gap {s['gap']:.2%}) in {s['time_s']:.2f} s over "
+            f"{s['candidates']} instance types ({s['evaluated']} evaluated); total {result.wall_s:.2f} s")
+    if launch and result.plans:
+        c.print("\n[bold]launch plan #1[/]")
+        for cmd in launch_for(result.plans[0], req):
+            c.print(f"# {cmd.role} ×{cmd.replicas}" + (f" — {cmd.note}" if cmd.note else ""))
+            c.print(cmd.shell, markup=False)
+    if out is not None:
+        out.write_text(c.export_text())
+
+
 if __name__ == "__main__":
     app()

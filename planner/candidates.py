@@ -78,7 +78,7 @@ def enumerate_candidates(space: SearchSpace, gpus: list, classes: list[RequestCl
         limit = min(space.max_gpus_per_instance, (inventory or {}).get(gpu.name, space.max_gpus_per_instance))
         for par in parallel_configs(space.model, gpu.scaleup_domain_gpus, limit, space.allow_cross_node_tp):
             skew = (space.expert_skew or {}).get(par.ep, 1.0)
-            base = Setup(space.model, gpu, par, space.engine, space.dtype, space.kv_dtype, 0, skew)
+            base = Setup(space.model, gpu, par, space.engine.for_gpu(gpu), space.dtype, space.kv_dtype, 0, skew)
             longest = max(c.isl + c.osl for c in classes)
             mem = base.memory(longest)
             if not mem.fits:

@@ -100,7 +100,7 @@ ZIPF_S = 0.5
 def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[str, RequestClass], req: Request,
               gpu) -> InstancePlan:
     util = sum(r / (count * c.capacity[s].rate_rps) for s, r in load.items() if r > 0)
-    setup = Setup(req.model, gpu, c.par, _engine(req), req.dtype, req.kv_dtype, c.chunk_tokens, c.skew)
+    setup = Setup(req.model, gpu, c.par, _engine(req).for_gpu(gpu), req.dtype, req.kv_dtype, c.chunk_tokens, c.skew)
     ttft = tpot = 0.0
     for s, r in sorted(load.items()):
         if r <= 0:
@@ -160,7 +160,7 @@ def _no_candidate_reason(req: Request, gpus: list, evaluated: list[Candidate]) -
     for gpu in gpus:
         limit = min(req.max_gpus_per_instance, (req.inventory or {}).get(gpu.name, req.max_gpus_per_instance))
         for par in parallel_configs(req.model, gpu.scaleup_domain_gpus, limit):
-            setup = Setup(req.model, gpu, par, engine, req.dtype, req.kv_dtype)
+            setup = Setup(req.model, gpu, par, engine.for_gpu(gpu), req.dtype, req.kv_dtype)
             try:
                 require_fit(setup, max(c.isl for c in req.classes), max(c.osl for c in req.classes))
             except InfeasibleError:

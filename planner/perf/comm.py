@@ -18,23 +18,27 @@ def _link(gpu, group: int, domain: int | None = None) -> tuple[float, float]:
 
 
 def allreduce(name: str, message_bytes: float, group: int, gpu, count: float = 1.0) -> OpTime:
-    """Ring all-reduce: 2(n−1)/n · bytes / bus_bw + 2(n−1) · step latency + one kernel launch (DESIGN §3)."""
+    """All-reduce as engines run it: the faster of
+    one-shot (each GPU reads the n−1 peers' buffers):  2α + (n−1) · bytes / bw
+    ring / two-shot (2(n−1) steps of bytes/n):        2(n−1) · (α + bytes / (n · bw))    (DESIGN §3)
+    with α the per-step latency of the link the group crosses."""
     if group <= 1 or message_bytes <= 0:
         return OpTime(name, "allreduce", 0.0, "link")
     bw, lat = _link(gpu, group)
-    t_bw = 2 * (group - 1) / group * message_bytes / bw
-    t_lat = 2 * (group - 1) * lat + gpu.efficiency.kernel_launch_us * 1e-6
-    bound = "link" if t_bw >= t_lat else "latency"
-    return OpTime(name, "allreduce", (t_bw + t_lat) * count, bound, 0.0, message_bytes * count)
+    one_shot = 2 * lat + (group - 1) * message_bytes / bw
+    ring = 2 * (group - 1) * (lat + message_bytes / (group * bw))
+    t = min(one_shot, ring)
+    bound = "link" if t > 4 * lat * (group - 1) else "latency"
+    return OpTime(name, "allreduce", t * count, bound, 0.0, message_bytes * count)
 
 
 def alltoall(name: str, bytes_per_gpu: float, group: int, gpu, count: float = 1.0) -> OpTime:
-    """All-to-all: each GPU sends (n−1)/n of its `bytes_per_gpu` to the others: (n−1)/n·bytes/bw + (n−1)·lat."""
+    """All-to-all: n−1 steps, each sending bytes/n to one peer: (n−1) · (α + bytes / (n · bw))."""
     if group <= 1 or bytes_per_gpu <= 0:
         return OpTime(name, "alltoall", 0.0, "link")
     bw, lat = _link(gpu, group)
-    t_bw = (group - 1) / group * bytes_per_gpu / bw
-    t_lat = (group - 1) * lat + gpu.efficiency.kernel_launch_us * 1e-6
+    t_bw = (group - 1) * bytes_per_gpu / (group * bw)
+    t_lat = (group - 1) * lat
     return OpTime(name, "alltoall", (t_bw + t_lat) * count, "link" if t_bw >= t_lat else "latency", 0.0,
                   bytes_per_gpu * count)
 

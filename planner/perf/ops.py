@@ -91,7 +91,7 @@ def op_time(op: Op, gpu) -> OpTime:
         peak = gpu.peak_flops("bf16") * eff.attention
         latency = eff.attention_latency_us * 1e-6
     else:
-        peak = gpu.peak_flops(op.dtype) * eff.gemm.get(op.dtype, eff.gemm["bf16"])
+        peak = gpu.peak_flops(op.dtype) * gpu.gemm_efficiency(op.dtype)
         latency = eff.kernel_launch_us * 1e-6
         if op.kind == "moe":
             peak *= eff.grouped_gemm

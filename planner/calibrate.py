@@ -1,0 +1,282 @@
+"""Measured serving points -> predictions, and a least-squares fit of efficiencies / engine overheads to them.
+
+CSV (one row per run; empty cells = not measured), columns:
+  model, gpu, engine, dtype, kv_dtype, tp, pp, ep, dp, isl, osl, concurrency, mode, ttft_ms, tpot_ms,
+  output_tokens_per_s_per_gpu   (engine, dtype, kv_dtype, pp, ep, dp, mode optional; mode = concurrency |
+  offline | rate, with the rate in a `rate` column)
+or the long form of DESIGN §8: model, gpu, tp, pp, ep, isl, osl, batch | rate, metric, value.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from planner.errors import InfeasibleError, PlannerInputError
+from planner.parallel import ParallelConfig
+
+METRICS = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")
+# The constants a fit may move, with the bounds that keep them physical.
+ENGINE_PARAMS = {"step_overhead_ms": (0.05, 60.0), "per_seq_overhead_us": (0.0, 400.0)}
+GPU_PARAMS = {"memory": (0.3, 1.0), "gemm": (0.2, 1.0), "attention": (0.1, 1.0), "grouped_gemm": (0.1, 1.0)}
+
+
+@dataclass(frozen=True)
+class MeasuredPoint:
+    line: int
+    id: str
+    model: str
+    gpu: str
+    engine: str
+    dtype: str
+    kv_dtype: str
+    par: ParallelConfig
+    isl: int
+    osl: int
+    mode: str  # concurrency | offline | rate
+    load: float  # concurrency or rate (0 for offline)
+    metrics: dict  # metric -> measured value
+
+
+def _int(row, key, line, default=None):
+    v = (row.get(key) or "").strip()
+    if not v:
+        if default is None:
+            raise PlannerInputError(f"line {line}: missing '{key}'")
+        return default
+    try:
+        x = float(v)
+    except ValueError:
+        raise PlannerInputError(f"line {line}: field '{key}' is not a number: '{v}'") from None
+    if x <= 0 or x != int(x):
+        raise PlannerInputError(f"line {line}: field '{key}' must be a positive whole number, got '{v}'")
+    return int(x)
+
+
+def _float(row, key, line):
+    v = (row.get(key) or "").strip()
+    if not v:
+        return None
+    try:
+        x = float(v)
+    except ValueError:
+        raise PlannerInputError(f"line {line}: field '{key}' is not a number: '{v}'") from None
+    if not x > 0 or math.isinf(x):
+        raise PlannerInputError(f"line {line}: field '{key}' must be positive, got '{v}'")
+    return x
+
+
+def load_points(path) -> list[MeasuredPoint]:
+    """Parse a measurements CSV; bad rows are reported by line number (PlannerInputError)."""
+    p = Path(path)
+    if not p.is_file():
+        raise PlannerInputError(f"{path}: measurements file not found")
+    with p.open(newline="") as f:
+        reader = csv.DictReader(f)
+        header = set(reader.fieldnames or [])
+        for need in ("model", "gpu", "tp", "isl", "osl"):
+            if need not in header:
+                raise PlannerInputError(f"{path}: missing column '{need}'")
+        long_form = "metric" in header
+        points: dict[tuple, MeasuredPoint] = {}
+        for i, row in enumerate(reader, start=2):
+            par = ParallelConfig(_int(row, "tp", i), _int(row, "pp", i, 1), _int(row, "ep", i, 1), _int(row, "dp", i, 1))
+            conc = _float(row, "concurrency", i) or _float(row, "batch", i)
+            rate = _float(row, "rate", i)
+            mode = (row.get("mode") or "").strip() or ("rate" if rate else ("concurrency" if conc else "offline"))
+            if mode not in ("concurrency", "offline", "rate"):
+                raise PlannerInputError(f"line {i}: field 'mode' must be concurrency, offline or rate, got '{mode}'")
+            if mode == "concurrency" and not conc:
+                raise PlannerInputError(f"line {i}: mode 'concurrency' needs a 'concurrency' value")
+            if mode == "rate" and not rate:
+                raise PlannerInputError(f"line {i}: mode 'rate' needs a 'rate' value (req/s)")
+            if long_form:
+                metric = (row.get("metric") or "").strip()
+                if metric not in METRICS:
+                    raise PlannerInputError(f"line {i}: field 'metric' must be one of {', '.join(METRICS)}, "
+                                            f"got '{metric}'")
+                value = _float(row, "value", i)
+                if value is None:
+                    raise PlannerInputError(f"line {i}: missing 'value'")
+                metrics = {metric: value}
+            else:
+                metrics = {m: v for m in METRICS if (v := _float(row, m, i)) is not None}
+                if not metrics:
+                    raise PlannerInputError(f"line {i}: no measured value (need one of {', '.join(METRICS)})")
+            point = MeasuredPoint(i, (row.get("id") or f"line{i}").strip(), row["model"].strip(), row["gpu"].strip(),
+                                  (row.get("engine") or "vllm").strip(), (row.get("dtype") or "bf16").strip(),
+                                  (row.get("kv_dtype") or "bf16").strip(), par, _int(row, "isl", i),
+                                  _int(row, "osl", i), mode, conc if mode == "concurrency" else (rate or 0.0),
+                                  metrics)
+            key = (point.model, point.gpu, point.engine, point.dtype, point.kv_dtype, point.par, point.isl, point.osl,
+                   point.mode, point.load) if long_form else (i,)
+            if key in points:
+                points[key] = dataclasses.replace(points[key], metrics={**points[key].metrics, **metrics})
+            else:
+                points[key] = point
+    if not points:
+        raise PlannerInputError(f"{path}: no measurement rows")
+    return list(points.values())
+
+
+# ---- calibration overrides -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Calibration:
+    """Overrides of hwdb efficiencies and engine overheads (what `planner calibrate` writes)."""
+    gpus: dict = field(default_factory=dict)  # gpu -> {param: value}; gemm as {dtype: value}
+    engines: dict = field(default_factory=dict)  # engine -> {param: value}
+    fitted_on: str = ""
+
+    def apply_gpu(self, gpu):
+        import hwdb
+
+        over = self.gpus.get(gpu.name)
+        if not over:
+            return gpu
+        changes = dict(over)
+        if "gemm" in changes:
+            changes["gemm"] = {**gpu.efficiency.gemm, **changes["gemm"]}
+        return hwdb.with_efficiency(gpu, **changes, fitted_on=f"calibrated: {self.fitted_on}")
+
+    def apply_engine(self, engine):
+        over = self.engines.get(engine.name)
+        return dataclasses.replace(engine, **over, fitted_on=f"calibrated: {self.fitted_on}") if over else engine
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump({"fitted_on": self.fitted_on, "gpus": self.gpus, "engines": self.engines},
+                              sort_keys=True)
+
+
+def load_calibration(path) -> Calibration:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise PlannerInputError(f"--calibration: file not found: {path}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError:
+        raise PlannerInputError(f"{path}: malformed YAML") from None
+    if not isinstance(data, dict):
+        raise PlannerInputError(f"{path}: expected a mapping with 'gpus' and/or 'engines'")
+    for section, allowed in (("gpus", GPU_PARAMS), ("engines", ENGINE_PARAMS)):
+        for name, params in (data.get(section) or {}).items():
+            for k, v in (params or {}).items():
+                if k not in allowed:
+                    raise PlannerInputError(f"{path}: field '{section}.{name}.{k}' is not a calibratable constant")
+                vals = v.values() if isinstance(v, dict) else [v]
+                lo, hi = allowed[k]
+                if not all(isinstance(x, (int, float)) and lo <= x <= hi for x in vals):
+                    raise PlannerInputError(f"{path}: field '{section}.{name}.{k}' must lie in [{lo}, {hi}]")
+    return Calibration(data.get("gpus") or {}, data.get("engines") or {}, str(data.get("fitted_on", path)))
+
+
+# ---- prediction ------------------------------------------------------------------------------------------
+
+def predict(point: MeasuredPoint, calibration: Calibration | None = None) -> dict:
+    """Our estimate for a measured point: {metric: value}; raises InfeasibleError if the config does not fit."""
+    import hwdb
+    from planner import estimate
+    from planner.model import load_model
+
+    gpu = hwdb.load_gpu(point.gpu)
+    engine = hwdb.load_engine(point.engine).for_gpu(gpu)
+    if calibration is not None:
+        gpu, engine = calibration.apply_gpu(gpu), calibration.apply_engine(engine)
+    setup = estimate.Setup(load_model(point.model), gpu, point.par, engine, point.dtype, point.kv_dtype)
+    if point.mode == "offline":
+        e = estimate.offline(setup, point.isl, point.osl)
+    elif point.mode == "rate":
+        e = estimate.at_rate(setup, point.isl, point.osl, point.load)
+    else:
+        e = estimate.at_concurrency(setup, point.isl, point.osl, point.load)
+    return {"ttft_ms": e.ttft_ms, "tpot_ms": e.tpot_ms, "output_tokens_per_s_per_gpu": e.tokens_per_s_per_gpu}
+
+
+def log_errors(points: list[MeasuredPoint], calibration: Calibration | None = None) -> list[float]:
+    """log(predicted / measured) for every (point, metric); a config we call infeasible counts as log(10)."""
+    out = []
+    for p in points:
+        try:
+            pred = predict(p, calibration)
+        except InfeasibleError:
+            out += [math.log(10.0)] * len(p.metrics)
+            continue
+        out += [math.log(max(pred[m], 1e-9) / v) for m, v in sorted(p.metrics.items())]
+    return out
+
+
+# ---- fitting ---------------------------------------------------------------------------------------------
+
+def _parameters(points: list[MeasuredPoint]) -> list[tuple[str, str, str, str]]:
+    """(section, name, param, dtype-or-'') for the constants these points can inform."""
+    from planner.model import load_model
+
+    params = set()
+    for p in points:
+        params.update({("engines", p.engine, k, "") for k in ENGINE_PARAMS})
+        params.update({("gpus", p.gpu, "memory", ""), ("gpus", p.gpu, "gemm", p.dtype)})
+        if load_model(p.model).is_moe:
+            params.add(("gpus", p.gpu, "grouped_gemm", ""))
+    return sorted(params)
+
+
+def _baseline(param, gpus, engines) -> float:
+    section, name, key, dtype = param
+    if section == "engines":
+        return getattr(engines[name], key)
+    eff = gpus[name].efficiency
+    return eff.gemm_for(dtype) if key == "gemm" else getattr(eff, key)
+
+
+def _calibration(params, values, fitted_on: str) -> Calibration:
+    gpus: dict = {}
+    engines: dict = {}
+    for (section, name, key, dtype), v in zip(params, values):
+        v = float(round(v, 4))
+        if section == "engines":
+            engines.setdefault(name, {})[key] = v
+        elif key == "gemm":
+            gpus.setdefault(name, {}).setdefault("gemm", {})[dtype] = v
+        else:
+            gpus.setdefault(name, {})[key] = v
+    return Calibration(gpus, engines, fitted_on)
+
+
+def fit(points: list[MeasuredPoint], fitted_on: str, prior_weight: float = 0.05) -> tuple[Calibration, dict]:
+    """Least squares on log(predicted/measured) over all points and metrics (scipy, soft-L1 loss), with a weak
+    pull towards the hwdb values so constants the points barely inform stay put."""
+    import hwdb
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    params = _parameters(points)
+    gpus = {p.gpu: hwdb.load_gpu(p.gpu) for p in points}
+    engines = {p.engine: hwdb.load_engine(p.engine) for p in points}
+    x0 = np.array([_baseline(q, gpus, engines) for q in params])
+    bounds = [(ENGINE_PARAMS if q[0] == "engines" else GPU_PARAMS)[q[2]] for q in params]
+    lo = np.array([b[0] for b in bounds])
+    hi = np.array([b[1] for b in bounds])
+    x0 = np.clip(x0, lo + 1e-6, hi - 1e-6)
+    scale = np.maximum(x0, 1e-3)
+
+    def residuals(z):
+        cal = _calibration(params, z * scale, fitted_on)
+        r = log_errors(points, cal)
+        return np.concatenate([r, prior_weight * np.log(np.maximum(z, 1e-6))])
+
+    before = np.array(log_errors(points))
+    sol = least_squares(residuals, np.ones_like(x0), bounds=(lo / scale, hi / scale), loss="soft_l1", f_scale=0.3,
+                        diff_step=1e-3, max_nfev=60 * len(params))
+    cal = _calibration(params, sol.x * scale, fitted_on)
+    after = np.array(log_errors(points, cal))
+    report = {"points": len(points), "parameters": len(params),
+              "median_abs_error_before": float(np.median(np.abs(np.expm1(before)))),
+              "median_abs_error_after": float(np.median(np.abs(np.expm1(after))))}
+    return cal, report

@@ -1,0 +1,95 @@
+"""A scenario: everything `planner optimize` needs, from a YAML file and/or flags (flags win).
+
+scenario YAML keys: model, workload ({isl, osl, rate} or {classes: [...]}), slo ({ttft, tpot, p}),
+gpus ({type: count}), budget_usd_per_h, objective, mode, engine, dtype, kv_dtype, top.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from planner.errors import PlannerInputError
+from planner.model import _read_structured, load_model, model_from_dict
+from planner.optimize import Request
+from planner.workload import parse_kv, parse_workload_flag, slo_from, workload_from_yaml
+
+SCENARIO_KEYS = {"model", "workload", "slo", "gpus", "budget_usd_per_h", "objective", "mode", "engine", "dtype",
+                 "kv_dtype", "top", "description"}
+
+
+def parse_gpus(text: str) -> dict[str, int]:
+    """'h100_sxm:16,a100_80g:32' -> {'h100_sxm': 16, 'a100_80g': 32}."""
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, count = part.partition(":")
+        if not count.strip().isdigit() or int(count) <= 0:
+            raise PlannerInputError(f"--gpus: expected TYPE:COUNT with a positive count, got '{part}'")
+        out[name.strip()] = out.get(name.strip(), 0) + int(count)
+    if not out:
+        raise PlannerInputError("--gpus: no GPU types given")
+    return out
+
+
+def parse_budget(text) -> float:
+    """'120/h', '$120/h', '120' -> 120.0 $/h."""
+    m = re.fullmatch(r"\s*\$?([0-9]*\.?[0-9]+)\s*(/h|/hr|/hour)?\s*", str(text))
+    if not m or float(m.group(1)) <= 0:
+        raise PlannerInputError(f"--budget: expected dollars per hour like 120/h, got '{text}'")
+    return float(m.group(1))
+
+
+def _gpus_from_yaml(data, origin) -> dict[str, int]:
+    if not isinstance(data, dict) or not data:
+        raise PlannerInputError(f"{origin}: field 'gpus' must map GPU type -> count")
+    for k, v in data.items():
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise PlannerInputError(f"{origin}: field 'gpus.{k}' must be a positive integer, got {v!r}")
+    return dict(data)
+
+
+def build_request(model_arg: str, *, slo: str | None = None, workload: str | None = None, gpus: str | None = None,
+                  budget: str | None = None, objective: str | None = None, mode: str | None = None,
+                  engine: str | None = None, dtype: str | None = None, kv_dtype: str | None = None,
+                  top: int | None = None, **extra) -> Request:
+    """Merge a scenario/model file (or bundled model name) with flags into an optimize Request."""
+    scen: dict = {}
+    origin = model_arg
+    path = Path(model_arg)
+    if path.suffix in (".yaml", ".yml") and path.is_file():
+        data = _read_structured(path)
+        if isinstance(data, dict) and "model" in data:
+            unknown = sorted(set(data) - SCENARIO_KEYS)
+            if unknown:
+                raise PlannerInputError(f"{path}: unknown field '{unknown[0]}'")
+            scen = data
+    if scen:
+        m = scen["model"]
+        model = load_model(m) if isinstance(m, str) else model_from_dict(m, f"{origin}: model")
+    else:
+        model = load_model(model_arg)
+
+    base_slo = slo_from(scen["slo"], f"{origin}: slo") if isinstance(scen.get("slo"), dict) else None
+    flag_slo = parse_kv(slo, "--slo") if slo else {}
+    the_slo = slo_from(flag_slo, "--slo", base_slo)
+    if workload and Path(workload).suffix in (".yaml", ".yml"):
+        wdata = _read_structured(Path(workload))
+        classes = workload_from_yaml(wdata.get("workload", wdata) if isinstance(wdata, dict) else wdata, workload,
+                                     the_slo)
+    elif workload:
+        classes = parse_workload_flag(workload, the_slo)
+    elif "workload" in scen:
+        classes = workload_from_yaml(scen["workload"], origin, the_slo)
+    else:
+        raise PlannerInputError("--workload: missing (e.g. --workload isl=2048,osl=256,rate=20)")
+    if flag_slo:  # keys named on the command line override every class's own SLO
+        classes = [replace(c, slo=slo_from(flag_slo, "--slo", c.slo)) for c in classes]
+
+    inventory = parse_gpus(gpus) if gpus else (_gpus_from_yaml(scen["gpus"], origin) if "gpus" in scen else None)
+    budget_v = parse_budget(budget) if budget else (parse_budget(scen["budget_usd_per_h"])
+                                                    if "budget_usd_per_h" in scen else None)
+    return Request(model=model, classes=tuple(classes), inventory=inventory, budget_usd_per_h=budget_v,
+                   objective=objective or scen.get("objective", "goodput"), mode=mode or scen.get("mode", "auto"),
+                   engine=engine or scen.get("engine", "vllm"), dtype=dtype or scen.get("dtype", "bf16"),
+                   kv_dtype=kv_dtype or scen.get("kv_dtype", "bf16"), top_k=top or scen.get("top", 5), **extra)
