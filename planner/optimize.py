@@ -111,7 +111,7 @@ def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[st
         ttft, tpot = max(ttft, a), max(tpot, b)
     bindings = sorted({c.capacity[s].binding for s, r in load.items() if r > 0})
     return InstancePlan(c.role, c.gpu, count, c.par.tp, c.par.pp, c.par.ep, c.par.dp, c.max_batch, c.chunk_tokens,
-                        {s: r for s, r in load.items() if r > 0}, util, ttft, tpot, ",".join(bindings))
+                        {s: r for s, r in load.items() if r > 0}, util, ttft, tpot, ",".join(bindings), c.skew)
 
 
 def _engine(req: Request):

@@ -24,6 +24,7 @@ class InstancePlan:
     ttft_ms: float  # predicted p-th percentile at this load (0 for a decode-only instance)
     tpot_ms: float  # (0 for a prefill-only instance)
     binding: str  # what caps one instance's capacity: tpot | ttft | kv_memory | max_num_seqs | chunk_budget
+    skew: float = 1.0  # MoE expert-placement imbalance assumed (1 for dense models)
 
     @property
     def gpus(self) -> int:
@@ -54,7 +55,8 @@ class Plan:
             "instances": [{"role": i.role, "gpu": i.gpu, "count": i.count, "tp": i.tp, "pp": i.pp, "ep": i.ep,
                            "dp": i.dp, "max_batch": i.max_batch, "chunk_tokens": i.chunk_tokens,
                            "load_rps": dict(sorted(i.load_rps.items())), "utilization": i.utilization,
-                           "predicted": {"ttft_ms": i.ttft_ms, "tpot_ms": i.tpot_ms}, "binding": i.binding}
+                           "predicted": {"ttft_ms": i.ttft_ms, "tpot_ms": i.tpot_ms}, "binding": i.binding,
+                           "skew": i.skew}
                           for i in self.instances],
             "predicted": self.predicted, "binding": self.binding,
         }
