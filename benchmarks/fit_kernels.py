@@ -15,7 +15,6 @@ GPUs with only GEMM samples (H200, B200) keep their other values.
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
 from collections import defaultdict
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 import hwdb  # noqa: E402
 from planner.perf.kernels import load_samples, predict_ms  # noqa: E402
+from yaml_edit import set_efficiency  # noqa: E402
 
 SAMPLES = ROOT.parent / "shared" / "data" / "kernel_samples.csv"
 GROUPS = {
@@ -85,19 +85,6 @@ def fit_gpu(gpu, samples) -> tuple[object, dict]:
     return gpu, fitted
 
 
-def write_yaml(gpu_name: str, fitted: dict, note: str) -> None:
-    path = ROOT / "hwdb" / "gpus" / f"{gpu_name}.yaml"
-    text = path.read_text()
-    for name, v in fitted.items():
-        if name.startswith("gemm."):
-            dtype = name.split(".")[1]
-            text = re.sub(rf"(\n  gemm: \{{[^}}]*\b{dtype}: )[0-9.]+", rf"\g<1>{v}", text, count=1)
-        else:
-            text = re.sub(rf"(\n  {name}: )[0-9.]+", rf"\g<1>{v}", text, count=1)
-    text = re.sub(r"(\n  fitted_on: )(>-\n(?:    .*\n)+|.*\n)", lambda m: f"{m.group(1)}>-\n    {note}\n", text, count=1)
-    path.write_text(text)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--write", action="store_true", help="write fitted efficiencies into hwdb/gpus/*.yaml")
@@ -126,7 +113,7 @@ def main() -> None:
         if args.write:
             groups = sorted({g for g, (classes, _) in GROUPS.items() if any(s.op_class in classes for s in rows)})
             fitted = {**{k: v for k, v in reference.items() if k in PROPAGATED}, **fitted}
-            write_yaml(system, fitted, f"least squares on log error (benchmarks/fit_kernels.py) over {len(rows)} "
+            set_efficiency(system, fitted, f"least squares on log error (benchmarks/fit_kernels.py) over {len(rows)} "
                                        f"kernel latencies of shared/data/kernel_samples.csv (aiconfigurator-core "
                                        f"0.12.0, TRT-LLM 1.3.0rc20) for {system}: groups {', '.join(groups)}; "
                                        f"parameters of groups without samples here come from the h100_sxm fit.")
@@ -146,7 +133,7 @@ def propagate(reference: dict, fitted_systems: set[str]) -> None:
         if gpu.name in fitted_systems:
             continue
         own = {k: v for k, v in reference.items() if k in PROPAGATED}
-        write_yaml(gpu.name, own, "gemm efficiencies: defaults (no kernel samples for this part); memory, "
+        set_efficiency(gpu.name, own, "gemm efficiencies: defaults (no kernel samples for this part); memory, "
                                   "latencies, attention, grouped_gemm and scale-up taken by analogy from the "
                                   "h100_sxm least-squares fit (benchmarks/fit_kernels.py) on "
                                   "shared/data/kernel_samples.csv; not measured on this part.")

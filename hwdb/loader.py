@@ -333,6 +333,8 @@ class EngineProfile:
     default_chunk_tokens: int
     fitted_on: str
     gpu_memory_utilization: float = 0.9
+    memory_fraction_of_free: bool = False  # TRT-LLM: the fraction applies to memory left after the weights
+    kernel_latency_exposed: float = 1.0  # share of each kernel's isolated fixed latency an iteration pays
     hardware_defaults: tuple[HardwareDefault, ...] = ()
     sources: dict[str, str] = field(default_factory=FrozenDict)
     path: str = ""
@@ -340,7 +342,8 @@ class EngineProfile:
     def __hash__(self) -> int:
         return hash((self.name, self.step_overhead_ms, self.per_seq_overhead_us,
                      self.max_num_seqs, self.default_chunk_tokens, self.gpu_memory_utilization,
-                     self.hardware_defaults, self.path))
+                     self.memory_fraction_of_free, self.kernel_latency_exposed, self.hardware_defaults,
+                     self.path))
 
     def _rule(self, gpu: GpuSpec | None) -> HardwareDefault | None:
         if gpu is None:
@@ -873,7 +876,8 @@ def load_system(name: str) -> SystemSpec:
 # engines
 
 _ENGINE_FIELDS = ("step_overhead_ms", "per_seq_overhead_us", "max_num_seqs",
-                  "default_chunk_tokens", "gpu_memory_utilization", "fitted_on",
+                  "default_chunk_tokens", "gpu_memory_utilization", "memory_fraction_of_free",
+                  "kernel_latency_exposed", "fitted_on",
                   "hardware_defaults", "sources", "notes")
 _RULE_FIELDS = ("max_num_seqs", "default_chunk_tokens", "gpu_memory_utilization",
                 "min_memory_gib", "max_memory_gib", "exclude_name_contains")
@@ -931,6 +935,9 @@ def _engines_cached(path: str, _stat: tuple[int, int]) -> FrozenDict:
             fitted_on=c.string("fitted_on"),
             gpu_memory_utilization=(c.fraction("gpu_memory_utilization")
                                     if "gpu_memory_utilization" in raw else 0.9),
+            memory_fraction_of_free=bool(raw.get("memory_fraction_of_free", False)),
+            kernel_latency_exposed=(c.fraction("kernel_latency_exposed")
+                                    if "kernel_latency_exposed" in raw else 1.0),
             hardware_defaults=rules,
             sources=c.sources(("max_num_seqs", "default_chunk_tokens")),
             path=str(p),

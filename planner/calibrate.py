@@ -20,7 +20,8 @@ from planner.parallel import ParallelConfig
 
 METRICS = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")
 # The constants a fit may move, with the bounds that keep them physical.
-ENGINE_PARAMS = {"step_overhead_ms": (0.05, 60.0), "per_seq_overhead_us": (0.0, 400.0)}
+ENGINE_PARAMS = {"step_overhead_ms": (0.05, 60.0), "per_seq_overhead_us": (0.0, 400.0),
+                 "kernel_latency_exposed": (0.0, 1.0)}
 GPU_PARAMS = {"memory": (0.3, 1.0), "gemm": (0.2, 1.0), "attention": (0.1, 1.0), "grouped_gemm": (0.1, 1.0)}
 
 
@@ -214,8 +215,12 @@ def log_errors(points: list[MeasuredPoint], calibration: Calibration | None = No
 
 # ---- fitting ---------------------------------------------------------------------------------------------
 
-def _parameters(points: list[MeasuredPoint]) -> list[tuple[str, str, str, str]]:
-    """(section, name, param, dtype-or-'') for the constants these points can inform."""
+Param = tuple[str, str, str, str]  # (section, gpu or engine name, constant, dtype for gemm else '')
+
+
+def informed_parameters(points: list[MeasuredPoint]) -> list[Param]:
+    """The constants these points can inform: each engine's overheads, each GPU's memory and GEMM efficiency
+    for the dtypes measured, and its grouped-GEMM efficiency when a MoE model was measured."""
     from planner.model import load_model
 
     params = set()
@@ -249,14 +254,15 @@ def _calibration(params, values, fitted_on: str) -> Calibration:
     return Calibration(gpus, engines, fitted_on)
 
 
-def fit(points: list[MeasuredPoint], fitted_on: str, prior_weight: float = 0.05) -> tuple[Calibration, dict]:
+def fit(points: list[MeasuredPoint], fitted_on: str, params: list[Param] | None = None,
+        prior_weight: float = 0.05) -> tuple[Calibration, dict]:
     """Least squares on log(predicted/measured) over all points and metrics (scipy, soft-L1 loss), with a weak
     pull towards the hwdb values so constants the points barely inform stay put."""
     import hwdb
     import numpy as np
     from scipy.optimize import least_squares
 
-    params = _parameters(points)
+    params = params if params is not None else informed_parameters(points)
     gpus = {p.gpu: hwdb.load_gpu(p.gpu) for p in points}
     engines = {p.engine: hwdb.load_engine(p.engine) for p in points}
     x0 = np.array([_baseline(q, gpus, engines) for q in params])

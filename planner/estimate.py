@@ -1,11 +1,16 @@
 """Latency and throughput of one instance at a fixed concurrency (or offline max batch, or an arrival rate).
 
-Steady state of a continuous-batching engine with chunked prefill at concurrency N:
-  every iteration decodes N sequences at mean context isl + osl/2 and, on average, prefills N·isl/osl new
-  prompt tokens (N/osl requests finish and are replaced per iteration)      -> TPOT = that iteration's time
-  a new request waits half an iteration, then its prompt runs in ceil(isl / prefill share of the chunk)
-  mixed iterations                                                          -> TTFT
-  output tokens/s = N · osl / (TTFT + (osl − 1) · TPOT)
+Two regimes, because benchmarks measure two different things:
+- Closed loop, N clients with fixed ISL/OSL (benchmark tools, offline max-throughput runs), M = min(N, max batch)
+  running. Requests started together finish together, so prompts keep arriving in groups that fill the
+  chunk budget C: per cycle of a request's life, K = M·isl/C iterations are mixed (full chunk, time T_m) and the
+  rest decode only (T_d).
+    K ≤ osl:  TTFT = (⌈isl/C⌉ + ½)·T_m      TPOT = ((K−1)·T_m + (osl−K)·T_d) / (osl−1)
+    K > osl:  prefill-bound, prompts queue:  TTFT += (K − osl)·T_m,  TPOT = T_m
+    cycle = K·T_m + (osl − K)·T_d (or K·T_m);  output tokens/s = M·osl / cycle;  N > M adds (N−M)/M·cycle
+- Open loop (Poisson arrivals at rate λ, what `optimize` plans for): desynchronised steady state, every
+  iteration decodes N sequences at mean context isl + osl/2 and carries the N·isl/osl prompt tokens that
+  arrive per iteration; N from Little's law N = λ·(TTFT + (osl − 1)·TPOT).
 """
 
 from __future__ import annotations
@@ -52,9 +57,7 @@ class Setup:
 
     def memory(self, context_tokens: float) -> MemoryBreakdown:
         return memory_breakdown(self.model, self.gpu, self.par, dtype=self.dtype, kv_dtype=self.kv_dtype,
-                                context_tokens=context_tokens, chunk_tokens=self.chunk,
-                                max_num_seqs=self.engine.max_num_seqs,
-                                gpu_memory_utilization=self.engine.gpu_memory_utilization)
+                                context_tokens=context_tokens, chunk_tokens=self.chunk, engine=self.engine)
 
     def step(self, shape: StepShape) -> StepTime:
         return step_time(self.model, self.gpu, self.par, shape, engine=self.engine, dtype=self.dtype,
@@ -78,10 +81,38 @@ def prefill_share(setup: Setup, decode_seqs: float) -> float:
     return max(setup.chunk - decode_seqs, setup.chunk / 8)
 
 
-def at_concurrency(setup: Setup, isl: float, osl: float, batch: float) -> Estimate:
-    mem = require_fit(setup, isl, osl)
+def _check_batch(batch: float) -> None:
     if batch < 1:
         raise PlannerInputError(f"batch: must be at least 1, got {batch}")
+
+
+def at_concurrency(setup: Setup, isl: float, osl: float, batch: float) -> Estimate:
+    """Closed loop with `batch` clients: prompts arrive in chunk-filling groups (module docstring)."""
+    mem = require_fit(setup, isl, osl)
+    _check_batch(batch)
+    m = min(batch, mem.max_batch)
+    chunk, ctx = setup.chunk, isl + osl / 2
+    k = m * isl / chunk  # mixed (prefill-carrying) iterations per cycle
+    mixed = setup.step(StepShape(m, ctx, min(chunk, m * isl), isl))
+    decode = setup.step(StepShape(m, ctx))
+    ttft = (math.ceil(isl / chunk) + 0.5 * (m > 1)) * mixed.time_s
+    if k <= osl:
+        cycle = k * mixed.time_s + (osl - k) * decode.time_s
+        tpot = (max(k - 1, 0) * mixed.time_s + (osl - k) * decode.time_s) / max(osl - 1, 1)
+    else:  # prefill-bound: every iteration carries a full chunk and prompts wait for their turn
+        cycle = k * mixed.time_s
+        ttft += (k - osl) * mixed.time_s
+        tpot = mixed.time_s
+    ttft += (batch - m) / m * cycle
+    tput = m * osl / cycle
+    return Estimate(ttft * 1e3, tpot * 1e3, m, tput, tput / setup.par.gpus, m / cycle, setup.par.gpus, mem,
+                    decode, mixed)
+
+
+def steady_state(setup: Setup, isl: float, osl: float, batch: float) -> Estimate:
+    """Desynchronised continuous batching with `batch` sequences in flight (open-loop arrivals)."""
+    mem = require_fit(setup, isl, osl)
+    _check_batch(batch)
     if batch > mem.max_batch:
         raise InfeasibleError(f"batch {batch:g} exceeds the {mem.max_batch} sequences the KV cache / engine "
                               f"holds at context {isl + osl:g}", binding="kv_memory",
@@ -109,7 +140,7 @@ def at_rate(setup: Setup, isl: float, osl: float, rate_rps: float) -> Estimate:
     """Open-loop arrivals: concurrency from Little's law N = λ·(TTFT + (osl−1)·TPOT(N)), solved by bisection."""
     if rate_rps <= 0:
         raise PlannerInputError(f"rate: must be positive, got {rate_rps}")
-    top = offline(setup, isl, osl)
+    top = steady_state(setup, isl, osl, require_fit(setup, isl, osl).max_batch)
     if rate_rps > top.request_rate_rps:
         raise InfeasibleError(f"rate {rate_rps:g} req/s exceeds this instance's capacity of "
                               f"{top.request_rate_rps:.3g} req/s", binding="capacity",
@@ -117,12 +148,12 @@ def at_rate(setup: Setup, isl: float, osl: float, rate_rps: float) -> Estimate:
     lo, hi = 1.0, float(top.batch)
     for _ in range(60):
         mid = (lo + hi) / 2
-        e = at_concurrency(setup, isl, osl, mid)
+        e = steady_state(setup, isl, osl, mid)
         if e.request_rate_rps < rate_rps:
             lo = mid
         else:
             hi = mid
-    return at_concurrency(setup, isl, osl, hi)
+    return steady_state(setup, isl, osl, hi)
 
 
 def breakdown_rows(step: StepTime) -> list[dict]:

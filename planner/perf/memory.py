@@ -55,19 +55,26 @@ def kv_bytes_per_token_per_gpu(model: ModelSpec, par: ParallelConfig, kv_dtype: 
 
 
 def activation_bytes(model: ModelSpec, par: ParallelConfig, chunk_tokens: int, max_seqs: int) -> float:
-    """Peak activations of a forward over `chunk_tokens` (the engine's profile run) plus fp32 logits."""
+    """Peak activations of a forward over `chunk_tokens` (the engine's profile run) plus fp32 logits of the
+    sequences sampled in one step."""
     width = model.intermediate_size or model.expert_intermediate_size * model.experts_per_tok
     per_token = (2 * width / par.gpus_per_stage + 4 * model.hidden_size) * 2
-    logits = max_seqs * model.vocab_size / par.tp * 4
+    logits = min(max_seqs, chunk_tokens) * model.vocab_size / par.tp * 4
     return chunk_tokens * per_token / par.dp + logits
 
 
 def memory_breakdown(model: ModelSpec, gpu, par: ParallelConfig, *, dtype: str, kv_dtype: str,
-                     context_tokens: float, chunk_tokens: int, max_num_seqs: int,
-                     gpu_memory_utilization: float) -> MemoryBreakdown:
-    usable = gpu.memory_gb * GB * gpu_memory_utilization
+                     context_tokens: float, chunk_tokens: int, engine) -> MemoryBreakdown:
+    """The engine takes gpu_memory_utilization of the whole GPU (vLLM, SGLang) or of what is left after the
+    weights and workspace (TRT-LLM's free_gpu_memory_fraction); weights and workspace come out of it first."""
+    max_num_seqs = engine.max_num_seqs
     weights = weight_bytes_per_gpu(model, par, dtype)
     acts = activation_bytes(model, par, chunk_tokens, max_num_seqs) + RUNTIME_RESERVE_BYTES
+    total = gpu.memory_gb * GB
+    if engine.memory_fraction_of_free:
+        usable = weights + acts + max(total - weights - acts, 0.0) * engine.gpu_memory_utilization
+    else:
+        usable = total * engine.gpu_memory_utilization
     free = usable - weights - acts
     per_token = kv_bytes_per_token_per_gpu(model, par, kv_dtype)
     # one sequence's KV at this context (sliding-window layers capped at their window)
@@ -85,8 +92,7 @@ def min_gpus_to_hold(model: ModelSpec, gpu, dtype: str, engine, context_tokens: 
 
     for par in parallel_configs(model, gpu.scaleup_domain_gpus, max_gpus):
         mem = memory_breakdown(model, gpu, par, dtype=dtype, kv_dtype="bf16", context_tokens=context_tokens,
-                               chunk_tokens=engine.default_chunk_tokens, max_num_seqs=engine.max_num_seqs,
-                               gpu_memory_utilization=engine.gpu_memory_utilization)
+                               chunk_tokens=engine.default_chunk_tokens, engine=engine)
         if mem.fits:
             return par.gpus, par
     return None

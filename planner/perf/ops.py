@@ -84,15 +84,16 @@ def elementwise(name: str, tokens: float, hidden: int, passes: float, count: flo
     return Op(name, "elementwise", 0.0, passes * tokens * hidden * ACT_BYTES, "bf16", count)
 
 
-def op_time(op: Op, gpu) -> OpTime:
-    """Roofline time of `op` on `gpu` with the hwdb efficiencies, plus a per-kernel latency floor."""
+def op_time(op: Op, gpu, latency_exposed: float = 1.0) -> OpTime:
+    """Roofline time of `op` on `gpu` with the hwdb efficiencies, plus the part of the kernel's fixed latency
+    (measured in isolation) that is not hidden by CUDA graphs / dependent-launch overlap in an engine."""
     eff = gpu.efficiency
     if op.kind == "attention":
         peak = gpu.peak_flops("bf16") * eff.attention
-        latency = eff.attention_latency_us * 1e-6
+        latency = eff.attention_latency_us * 1e-6 * latency_exposed
     else:
         peak = gpu.peak_flops(op.dtype) * gpu.gemm_efficiency(op.dtype)
-        latency = eff.kernel_launch_us * 1e-6
+        latency = eff.kernel_launch_us * 1e-6 * latency_exposed
         if op.kind == "moe":
             peak *= eff.grouped_gemm
     t_compute = op.flops / peak

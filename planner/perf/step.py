@@ -50,8 +50,11 @@ def moe_imbalance(tokens: float, top_k: int, ep: int) -> float:
 
 
 def stage_ops(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, dtype: str, kv_dtype: str,
-              skew: float = 1.0) -> list[OpTime]:
+              skew: float = 1.0, latency_exposed: float = 1.0) -> list[OpTime]:
     """Ops of one pipeline stage for `shape` (already the micro-batch), timed on one GPU of the stage."""
+    def timed(op):
+        return op_time(op, gpu, latency_exposed)
+
     h = model.hidden_size
     layers = math.ceil(model.num_layers / par.pp)
     moe_layers = min(layers, model.num_moe_layers)
@@ -62,8 +65,8 @@ def stage_ops(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, dtyp
     # attention projections: o_proj separately, everything else (qkv / MLA down+up projections) as one GEMM
     o_params = model.num_heads * model.v_dim * h
     in_params = model.attention_params_per_layer - o_params
-    out.append(op_time(gemm("attn_qkv_proj", t_rank, in_params / h / par.tp, h, dtype, gpu, layers), gpu))
-    out.append(op_time(gemm("attn_o_proj", t_rank, h, o_params / h / par.tp, dtype, gpu, layers), gpu))
+    out.append(timed(gemm("attn_qkv_proj", t_rank, in_params / h / par.tp, h, dtype, gpu, layers)))
+    out.append(timed(gemm("attn_o_proj", t_rank, h, o_params / h / par.tp, dtype, gpu, layers)))
 
     q_heads = model.num_heads / par.tp
     if model.is_mla:  # absorbed MLA: scores and values in the shared latent space, cache not split by tp
@@ -83,8 +86,8 @@ def stage_ops(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, dtyp
                               ("attn_decode_sliding", sliding_layers,
                                min(shape.decode_context, model.sliding_window))):
             if n:
-                out.append(op_time(attention(label, seqs, ctx, seqs, q_heads, kv_heads, dec_qk, dec_v,
-                                             kv_elems, kv_dtype, n), gpu))
+                out.append(timed(attention(label, seqs, ctx, seqs, q_heads, kv_heads, dec_qk, dec_v,
+                                             kv_elems, kv_dtype, n)))
     if shape.prefill_tokens:
         q = shape.prefill_tokens / par.dp
         seqs = max(q / max(shape.prefill_seq_len, 1.0), 1.0)
@@ -92,35 +95,35 @@ def stage_ops(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, dtyp
                                ("attn_prefill_sliding", sliding_layers,
                                 min(shape.prefill_seq_len / 2, model.sliding_window))):
             if n:
-                out.append(op_time(attention(label, q, keys, seqs, q_heads, kv_heads, pre_qk, pre_v,
-                                             kv_elems, kv_dtype, n), gpu))
+                out.append(timed(attention(label, q, keys, seqs, q_heads, kv_heads, pre_qk, pre_v,
+                                             kv_elems, kv_dtype, n)))
     out.append(comm.allreduce("tp_allreduce_attn", t_rank * h * ACT_BYTES, par.tp, gpu, layers))
 
     # dense MLP layers (all layers of a dense model; the first k of DeepSeek)
     if dense_layers:
         t_mlp = shape.tokens  # with attention-DP the dense MLP runs over all ranks' tokens, split tp·dp ways
         w = model.intermediate_size / par.gpus_per_stage
-        out.append(op_time(gemm("mlp_gate_up", t_mlp, 2 * w, h, dtype, gpu, dense_layers), gpu))
-        out.append(op_time(gemm("mlp_down", t_mlp, h, w, dtype, gpu, dense_layers), gpu))
+        out.append(timed(gemm("mlp_gate_up", t_mlp, 2 * w, h, dtype, gpu, dense_layers)))
+        out.append(timed(gemm("mlp_down", t_mlp, h, w, dtype, gpu, dense_layers)))
         out.append(comm.allreduce("tp_allreduce_mlp", t_mlp * h * ACT_BYTES / par.dp, par.gpus_per_stage, gpu,
                                   dense_layers))
 
     if moe_layers:
         n_tok = shape.tokens
-        out.append(op_time(gemm("moe_router", t_rank, model.num_experts, h, "bf16", gpu, moe_layers), gpu))
+        out.append(timed(gemm("moe_router", t_rank, model.num_experts, h, "bf16", gpu, moe_layers)))
         if model.num_shared_experts:
             sw = (model.shared_expert_intermediate_size or model.expert_intermediate_size) \
                 * model.num_shared_experts / par.tp
-            out.append(op_time(gemm("moe_shared_expert", t_rank, 3 * sw, h, dtype, gpu, moe_layers), gpu))
+            out.append(timed(gemm("moe_shared_expert", t_rank, 3 * sw, h, dtype, gpu, moe_layers)))
         imb = moe_imbalance(n_tok, model.experts_per_tok, par.ep) * skew
         touched = expected_distinct_experts(model.num_experts, model.experts_per_tok, n_tok) / par.ep
         expert_dtype = model.expert_weight_dtype or dtype
         if model.expert_weight_dtype and dtype in ("fp4", "int4"):
             expert_dtype = dtype
-        out.append(op_time(grouped_moe("moe_experts", n_tok * model.experts_per_tok / par.ep,
+        out.append(timed(grouped_moe("moe_experts", n_tok * model.experts_per_tok / par.ep,
                                        model.num_experts / par.ep, touched, h,
                                        model.expert_intermediate_size // par.moe_tp, expert_dtype, gpu, imb,
-                                       moe_layers), gpu))
+                                       moe_layers)))
         if par.ep > 1:  # dispatch + combine of each token's hidden state to its k experts' ranks
             per_gpu = n_tok / par.gpus_per_stage * model.experts_per_tok * h * ACT_BYTES
             out.append(comm.alltoall("ep_alltoall", per_gpu, par.ep, gpu, 2 * moe_layers))
@@ -128,13 +131,14 @@ def stage_ops(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, dtyp
             out.append(comm.allreduce("tp_allreduce_moe", n_tok * h * ACT_BYTES / par.dp, par.moe_tp, gpu,
                                       moe_layers))
 
-    out.append(op_time(elementwise("norms_residual_rotary", t_rank, h, ELEMENTWISE_PASSES_PER_LAYER, layers), gpu))
+    out.append(timed(elementwise("norms_residual_rotary", t_rank, h, ELEMENTWISE_PASSES_PER_LAYER, layers)))
     return out
 
 
-def lm_head(model: ModelSpec, gpu, par: ParallelConfig, sampled: float, dtype: str) -> OpTime:
+def lm_head(model: ModelSpec, gpu, par: ParallelConfig, sampled: float, dtype: str, latency_exposed: float) -> OpTime:
     """Logits for the sequences that sample a token this step (vocab split over tp)."""
-    return op_time(gemm("lm_head", sampled / par.dp, model.vocab_size / par.tp, model.hidden_size, dtype, gpu), gpu)
+    return op_time(gemm("lm_head", sampled / par.dp, model.vocab_size / par.tp, model.hidden_size, dtype, gpu), gpu,
+                   latency_exposed)
 
 
 def step_time(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, *, engine, dtype: str = "bf16",
@@ -143,7 +147,9 @@ def step_time(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, *, e
     micro = StepShape(shape.decode_seqs / par.pp, shape.decode_context, shape.prefill_tokens / par.pp,
                       shape.prefill_seq_len)
     sampled = micro.decode_seqs + (micro.prefill_tokens / shape.prefill_seq_len if shape.prefill_seq_len else 0)
-    ops = stage_ops(model, gpu, par, micro, dtype, kv_dtype, skew) + [lm_head(model, gpu, par, sampled, dtype)]
+    exposed = engine.kernel_latency_exposed
+    ops = stage_ops(model, gpu, par, micro, dtype, kv_dtype, skew, exposed) + [
+        lm_head(model, gpu, par, sampled, dtype, exposed)]
     if par.pp > 1:  # activations cross pp−1 stage boundaries; a boundary at a node edge uses the NIC
         crosses = par.gpus > gpu.scaleup_domain_gpus
         ops.append(comm.p2p("pp_send", micro.tokens * model.hidden_size * ACT_BYTES / par.dp, crosses, gpu,
