@@ -221,12 +221,15 @@ Param = tuple[str, str, str, str]  # (section, gpu or engine name, constant, dty
 def informed_parameters(points: list[MeasuredPoint]) -> list[Param]:
     """The constants these points can inform: each engine's overheads, each GPU's memory and GEMM efficiency
     for the dtypes measured, and its grouped-GEMM efficiency when a MoE model was measured."""
+    import hwdb
     from planner.model import load_model
+    from planner.perf.ops import compute_dtype
 
     params = set()
     for p in points:
         params.update({("engines", p.engine, k, "") for k in ENGINE_PARAMS})
-        params.update({("gpus", p.gpu, "memory", ""), ("gpus", p.gpu, "gemm", p.dtype)})
+        math_dtype = compute_dtype(p.dtype, hwdb.load_gpu(p.gpu))
+        params.update({("gpus", p.gpu, "memory", ""), ("gpus", p.gpu, "gemm", math_dtype)})
         if load_model(p.model).is_moe:
             params.add(("gpus", p.gpu, "grouped_gemm", ""))
     return sorted(params)

@@ -33,10 +33,10 @@ class OpTime:
 
 
 def compute_dtype(weight_dtype: str, gpu) -> str:
-    """The math a GEMM runs in: fp8/fp4 weights use native tensor cores where the part has them,
-    otherwise they are dequantised and multiplied in bf16 (weight-only quantisation)."""
-    for d in {"fp4": ("fp4", "fp8", "bf16"), "int4": ("fp4", "fp8", "bf16"), "fp8": ("fp8", "bf16"),
-              "int8": ("int8", "bf16")}.get(weight_dtype, ("bf16",)):
+    """The math a GEMM runs in: fp8 / fp4 weights use native tensor cores where the part has them; otherwise
+    they are dequantised and multiplied in bf16 (weight-only kernels: Marlin / W4A16 / W8A16). int4 (AWQ, GPTQ)
+    is weight-only everywhere."""
+    for d in {"fp4": ("fp4", "bf16"), "fp8": ("fp8", "bf16"), "int8": ("int8", "bf16")}.get(weight_dtype, ("bf16",)):
         if d in gpu.peak_tflops:
             return d
     return "fp16" if "bf16" not in gpu.peak_tflops else "bf16"

@@ -1,0 +1,694 @@
+"""`planner simulate`: a discrete-event simulation of one plan, to check the analytical serving model (DESIGN §4).
+
+What is simulated, per instance of the plan (each instance of a group separately):
+  arrivals   Poisson per request class (deterministic ISL / OSL of the class), or a replayed trace.
+  router     least outstanding work: the entry instance (agg or prefill) that serves the class with the least
+             remaining work, in seconds: remaining prompt tokens · (prefill s/token) + remaining output tokens ·
+             (decode s/token) of everything routed to it; a finished prompt goes to the decode instance with
+             the least remaining output work.
+  engine     continuous batching, one iteration at a time, with the same step-time model as the planner
+             (`Setup.step`). Agg: every running decode plus waiting prompts' tokens up to the chunk budget
+             C − (decodes), FCFS, a prompt may span iterations (chunked prefill, Sarathi / vLLM V1). Prefill:
+             prompts batched up to the chunk budget. Decode: every running sequence.
+  KV memory  a request is admitted (FCFS, head of line blocks) when the instance has room for its whole KV
+             (isl + osl tokens; isl on a prefill instance, held until the hand-off ends) and fewer than
+             max_num_seqs·dp sequences: the same capacity the planner's max_batch uses, without preemption.
+  P/D        when a prompt's last chunk finishes on a prefill instance its KV ships to a decode instance
+             (serving.kv_handoff_s); the first token counts as out when the hand-off ends.
+Metrics: TTFT = first token − arrival; TPOT = (finish − first token) / (osl − 1) (0 for osl = 1); a request
+attains the SLO when it meets both. The first 10% of arrivals are warm-up and left out of the statistics.
+Goodput = measured requests meeting both SLOs per second of the measured arrival window; utilisation = busy
+(iterating) time over that window.
+
+Speed: one Python step per engine iteration (never per token); iteration times are memoised per instance
+type on (decode batch, mean decode context rounded to 64 tokens, prefill tokens, prompt length rounded to 16).
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import math
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from planner.errors import PlannerInputError
+
+WARMUP_FRACTION = 0.10  # leading share of arrivals left out of the statistics
+CTX_BUCKET = 64  # decode context rounding of the iteration-time cache (tokens)
+PROMPT_BUCKET = 16  # prompt-length rounding of the iteration-time cache (tokens)
+DRAIN_MIN_S = 60.0  # after the last arrival the simulation runs on at most max(this, duration) seconds
+
+AGG, PREFILL, DECODE = 0, 1, 2
+_ROLES = {"agg": AGG, "prefill": PREFILL, "decode": DECODE}
+_ROLE_NAMES = {v: k for k, v in _ROLES.items()}
+_INF = math.inf
+
+
+# ---- results -----------------------------------------------------------------------------------------------
+
+@dataclass
+class ClassResult:
+    name: str
+    rate_rps: float  # offered arrival rate of the class
+    requests: int  # measured requests (after warm-up)
+    completed: int
+    slo: dict  # {"ttft_ms", "tpot_ms", "percentile"}
+    ttft_ms: dict  # {"p50", "p90", "p99"}
+    tpot_ms: dict
+    ttft_attainment: float  # fraction of measured requests meeting the TTFT SLO
+    tpot_attainment: float
+    attainment: float  # fraction meeting both
+    goodput_rps: float  # requests meeting both SLOs per second of the measured window
+
+
+@dataclass
+class InstanceResult:
+    name: str  # e.g. "agg h100_sxm TP2·PP2 #1"
+    role: str
+    gpu: str
+    group: int  # index of the plan's instance group
+    utilization: float  # busy (iterating) fraction of the measured window
+    requests: int  # requests routed to it (whole run)
+    iterations: int
+    mean_decode_batch: float  # decode sequences per iteration, averaged over iterations
+
+
+@dataclass
+class SimResult:
+    model: str
+    plan_rank: int
+    rate_rps: float  # offered load (all classes)
+    duration_s: float  # arrival window simulated
+    seed: int
+    requests: int  # arrivals simulated (warm-up included)
+    measured: int  # arrivals counted in the statistics
+    completed: int  # measured requests finished
+    dropped: int  # measured requests never finished: KV too small for them, or still running at the horizon
+    ttft_ms: dict  # {"p50", "p90", "p99"} over measured requests (unfinished count as inf)
+    tpot_ms: dict
+    ttft_attainment: float
+    tpot_attainment: float
+    attainment: float  # fraction of measured requests meeting both SLOs
+    goodput_rps: float
+    predicted_goodput_rps: float  # the plan's analytical goodput, for comparison
+    per_class: dict[str, ClassResult] = field(default_factory=dict)
+    instances: list[InstanceResult] = field(default_factory=list)
+    wall_s: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["per_class"] = {k: asdict(v) for k, v in self.per_class.items()}
+        return d
+
+
+# ---- trace -------------------------------------------------------------------------------------------------
+
+def load_trace_csv(path) -> list[tuple[float, int, int, str | None]]:
+    """Read a request trace: a header row naming the columns arrival_s, isl, osl and optionally class, then
+    one request per row. Returns (arrival_s, isl, osl, class or None) sorted by arrival time (stable).
+    Bad rows raise PlannerInputError naming the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise PlannerInputError(f"{path}: trace file not found")
+    with p.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = None
+        rows: list[tuple[float, int, int, str | None]] = []
+        for line in reader:
+            if not line or all(not c.strip() for c in line) or line[0].lstrip().startswith("#"):
+                continue
+            where = f"{path} line {reader.line_num}"
+            if header is None:
+                header = [c.strip().lower() for c in line]
+                unknown = [c for c in header if c not in ("arrival_s", "isl", "osl", "class")]
+                if unknown:
+                    raise PlannerInputError(f"{where}: unknown column '{unknown[0]}' "
+                                            "(expected a header arrival_s,isl,osl[,class])")
+                missing = [c for c in ("arrival_s", "isl", "osl") if c not in header]
+                if missing:
+                    raise PlannerInputError(f"{where}: header lacks column '{missing[0]}' "
+                                            "(expected arrival_s,isl,osl[,class])")
+                if len(set(header)) != len(header):
+                    raise PlannerInputError(f"{where}: duplicate column in header")
+                col = {c: i for i, c in enumerate(header)}
+                continue
+            if len(line) != len(header):
+                raise PlannerInputError(f"{where}: expected {len(header)} columns ({','.join(header)}), "
+                                        f"got {len(line)}")
+            raw = line[col["arrival_s"]].strip()
+            try:
+                t = float(raw)
+            except ValueError:
+                t = math.nan
+            if not math.isfinite(t) or t < 0:
+                raise PlannerInputError(f"{where}: field 'arrival_s' must be a non-negative number of seconds, "
+                                        f"got '{raw}'")
+            vals = []
+            for k in ("isl", "osl"):
+                raw = line[col[k]].strip()
+                try:
+                    v = float(raw)
+                except ValueError:
+                    v = math.nan
+                if not math.isfinite(v) or v < 1 or v != int(v):
+                    raise PlannerInputError(f"{where}: field '{k}' must be a positive whole number of tokens, "
+                                            f"got '{raw}'")
+                vals.append(int(v))
+            cls = line[col["class"]].strip() or None if "class" in col else None
+            rows.append((t, vals[0], vals[1], cls))
+    if header is None or not rows:
+        raise PlannerInputError(f"{path}: no requests in the trace (expected a header arrival_s,isl,osl[,class] "
+                                "and one row per request)")
+    rows.sort(key=lambda r: r[0])
+    return rows
+
+
+# ---- the plan, rebuilt -------------------------------------------------------------------------------------
+
+def _field(d, key, where, kind=None):
+    if not isinstance(d, dict) or key not in d:
+        raise PlannerInputError(f"plan: {where} lacks field '{key}' (expected `planner optimize --format json`)")
+    v = d[key]
+    if kind is int and (not isinstance(v, (int, float)) or isinstance(v, bool) or v != int(v) or v < 0):
+        raise PlannerInputError(f"plan: field '{where}.{key}' must be a non-negative integer, got {v!r}")
+    if kind is float and (not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0):
+        raise PlannerInputError(f"plan: field '{where}.{key}' must be a non-negative number, got {v!r}")
+    return int(v) if kind is int else (float(v) if kind is float else v)
+
+
+@dataclass(frozen=True)
+class _Class:
+    name: str
+    isl: int
+    osl: int
+    ttft_s: float
+    tpot_s: float
+    percentile: float
+
+
+def _classes(plan_json) -> list[_Class]:
+    wl = _field(plan_json, "workload", "document")
+    if not isinstance(wl, list) or not wl:
+        raise PlannerInputError("plan: field 'workload' must be a non-empty list of request classes")
+    out = []
+    for i, c in enumerate(wl):
+        where = f"workload[{i}]"
+        slo = _field(c, "slo", where)
+        out.append(_Class(str(_field(c, "name", where)), _field(c, "isl", where, int), _field(c, "osl", where, int),
+                          _field(slo, "ttft_ms", where + ".slo", float) * 1e-3,
+                          _field(slo, "tpot_ms", where + ".slo", float) * 1e-3,
+                          float(slo.get("percentile", 90.0))))
+    return out
+
+
+def _select_plan(plan_json, rank: int) -> dict:
+    plans = _field(plan_json, "plans", "document")
+    if not isinstance(plans, list) or not plans:
+        raise PlannerInputError("plan: field 'plans' is empty (nothing to simulate)")
+    for p in plans:
+        if isinstance(p, dict) and p.get("rank") == rank:
+            return p
+    ranks = ", ".join(str(p.get("rank")) for p in plans if isinstance(p, dict))
+    raise PlannerInputError(f"--plan-rank: no plan of rank {rank} in the file (ranks: {ranks})")
+
+
+def _setups(plan_json, plan, calibration):
+    """One Setup per instance group, from the JSON (the same construction as planner.optimize)."""
+    import hwdb
+
+    from planner.estimate import Setup
+    from planner.model import load_model
+    from planner.parallel import ParallelConfig
+
+    model = load_model(str(_field(plan_json, "model", "document")))
+    engine_name = str(plan_json.get("engine", "vllm"))
+    dtype, kv_dtype = str(plan_json.get("dtype", "bf16")), str(plan_json.get("kv_dtype", "bf16"))
+    insts = _field(plan, "instances", f"plans[rank={plan.get('rank')}]")
+    if not isinstance(insts, list) or not insts:
+        raise PlannerInputError("plan: the chosen plan has no instances")
+    try:
+        engine = hwdb.load_engine(engine_name)
+    except ValueError as e:
+        raise PlannerInputError(f"plan: field 'engine': {e}") from None
+    if calibration is not None:
+        engine = calibration.apply_engine(engine)
+    groups = []
+    for i, inst in enumerate(insts):
+        where = f"instances[{i}]"
+        role = _field(inst, "role", where)
+        if role not in _ROLES:
+            raise PlannerInputError(f"plan: field '{where}.role' must be agg, prefill or decode, got {role!r}")
+        try:
+            gpu = hwdb.load_gpu(str(_field(inst, "gpu", where)))
+        except ValueError as e:
+            raise PlannerInputError(f"plan: field '{where}.gpu': {e}") from None
+        if calibration is not None:
+            gpu = calibration.apply_gpu(gpu)
+        par = ParallelConfig(*(max(1, _field(inst, k, where, int)) for k in ("tp", "pp", "ep", "dp")))
+        setup = Setup(model, gpu, par, engine.for_gpu(gpu), dtype, kv_dtype,
+                      _field(inst, "chunk_tokens", where, int), float(inst.get("skew", 1.0)))
+        groups.append((role, _field(inst, "count", where, int), setup, dict(inst.get("load_rps") or {})))
+    return model, groups
+
+
+# ---- the engines -------------------------------------------------------------------------------------------
+
+class _Sim:
+    """Shared per-request state (plain lists: fastest element access from Python) and the event heap."""
+    __slots__ = ("arrival", "isl", "osl", "need_full", "need_pre", "first", "finish", "heap", "seq", "w0", "w1")
+
+    def push(self, t, kind, a, b=0):
+        self.seq += 1
+        heapq.heappush(self.heap, (t, self.seq, kind, a, b))
+
+
+class _Engine:
+    """One serving instance: continuous batching, one iteration in flight at a time."""
+    __slots__ = ("idx", "name", "role", "group", "gpu", "setup", "chunk", "seq_cap", "kv_cap", "times", "waiting",
+                 "prefilling", "ndone", "n_seqs", "kv_used", "n_dec", "sum_ctx", "fin", "it", "busy", "t_start",
+                 "prompt_rem", "out_rem", "wp", "wd", "busy_s", "iters", "dec_sum", "routed", "handoff")
+
+    def __init__(self, idx, name, role, group, setup, times, handoff):
+        self.idx, self.name, self.role, self.group, self.setup = idx, name, role, group, setup
+        self.gpu = setup.gpu.name
+        self.chunk = setup.chunk
+        mem = setup.memory(1.0)
+        self.seq_cap = setup.engine.max_num_seqs * setup.par.dp
+        self.kv_cap = mem.kv_tokens
+        self.times = times
+        self.handoff = handoff
+        self.waiting = deque()
+        self.prefilling = deque()  # [request, prompt tokens not yet scheduled] of admitted prompts, FCFS
+        self.ndone = 0  # prompts whose last chunk runs in the iteration in flight
+        self.n_seqs = self.kv_used = self.n_dec = self.sum_ctx = self.it = self.iters = self.routed = 0
+        self.fin = []  # (iteration index at whose end the request finishes, request)
+        self.busy = False
+        self.t_start = self.busy_s = 0.0
+        self.prompt_rem = self.out_rem = self.dec_sum = 0
+        self.wp = self.wd = 0.0
+
+    def work(self) -> float:
+        return self.prompt_rem * self.wp + self.out_rem * self.wd
+
+    def start(self, now, sim):
+        """Begin the next iteration (admission, then the batch), or go idle."""
+        role = self.role
+        w = self.waiting
+        if w:
+            need = sim.need_pre if role == PREFILL else sim.need_full
+            isl = sim.isl
+            while w and self.n_seqs < self.seq_cap:
+                r = w[0]
+                k = need[r]
+                if self.kv_used + k > self.kv_cap:
+                    break
+                w.popleft()
+                self.kv_used += k
+                self.n_seqs += 1
+                if role == DECODE:  # joins this iteration; its osl − 1 tokens end with iteration it + osl − 1
+                    self.n_dec += 1
+                    self.sum_ctx += isl[r] + 1
+                    heapq.heappush(self.fin, (self.it + sim.osl[r] - 1, r))
+                else:
+                    self.prefilling.append([r, isl[r]])
+        n_dec = self.n_dec
+        ptoks = 0
+        pb = 0
+        if self.prefilling:
+            budget = self.chunk - n_dec
+            wsum = 0
+            nd = 0
+            isl = sim.isl
+            for e in self.prefilling:
+                if budget <= 0:
+                    break
+                rem = e[1]
+                take = rem if rem < budget else budget
+                e[1] = rem - take
+                budget -= take
+                ptoks += take
+                wsum += take * isl[e[0]]
+                if take < rem:
+                    break
+                nd += 1
+            self.ndone = nd
+            if ptoks:
+                pb = int(wsum / (ptoks * PROMPT_BUCKET) + 0.5)
+        if not n_dec and not ptoks:
+            self.busy = False
+            return
+        cb = (self.sum_ctx + n_dec * (CTX_BUCKET // 2)) // (n_dec * CTX_BUCKET) if n_dec else 0
+        key = (n_dec, cb, ptoks, pb)
+        dt = self.times.get(key)
+        if dt is None:
+            dt = self.times[key] = self._step(n_dec, cb, ptoks, pb)
+        self.prompt_rem -= ptoks
+        self.dec_sum += n_dec
+        self.busy = True
+        self.t_start = now
+        sim.push(now + dt, 1, self.idx)
+
+    def _step(self, n_dec, cb, ptoks, pb) -> float:
+        from planner.perf.step import StepShape
+
+        ctx = cb * CTX_BUCKET if cb else CTX_BUCKET / 2
+        return self.setup.step(StepShape(n_dec, ctx if n_dec else 0.0, ptoks,
+                                         max(pb, 1) * PROMPT_BUCKET if ptoks else 0.0)).time_s
+
+    def end(self, now, sim):
+        """The iteration in flight ends at `now`: tokens out, finished requests leave, then the next one."""
+        a = self.t_start if self.t_start > sim.w0 else sim.w0
+        b = now if now < sim.w1 else sim.w1
+        if b > a:
+            self.busy_s += b - a
+        self.iters += 1
+        it = self.it = self.it + 1
+        n_dec = self.n_dec
+        isl, osl = sim.isl, sim.osl
+        if n_dec:
+            self.sum_ctx += n_dec
+            self.out_rem -= n_dec
+            fin = self.fin
+            need = sim.need_full
+            finish = sim.finish
+            while fin and fin[0][0] <= it:
+                r = heapq.heappop(fin)[1]
+                finish[r] = now
+                self.n_dec -= 1
+                self.sum_ctx -= isl[r] + osl[r]
+                self.kv_used -= need[r]
+                self.n_seqs -= 1
+        nd = self.ndone
+        if nd:
+            self.ndone = 0
+            pre = self.prefilling
+            first = sim.first
+            if self.role == AGG:
+                for _ in range(nd):
+                    r = pre.popleft()[0]
+                    first[r] = now
+                    self.out_rem -= 1
+                    if osl[r] > 1:
+                        self.n_dec += 1
+                        self.sum_ctx += isl[r] + 1
+                        heapq.heappush(self.fin, (it + osl[r] - 1, r))
+                    else:
+                        sim.finish[r] = now
+                        self.kv_used -= sim.need_full[r]
+                        self.n_seqs -= 1
+            else:  # prefill: the KV ships to a decode instance; the first token is out when it lands
+                handoff = self.handoff
+                for _ in range(nd):
+                    r = pre.popleft()[0]
+                    h = handoff(isl[r])
+                    first[r] = now + h
+                    sim.push(now + h, 2, r, self.idx)
+        self.start(now, sim)
+
+
+def _rates(plan, classes, rate_rps):
+    """Offered rate per class: the plan's goodput (or `rate_rps`) split as the plan routes load to entry
+    (agg / prefill) instances."""
+    served = {c.name: 0.0 for c in classes}
+    for inst in plan.get("instances", []):
+        if inst.get("role") in ("agg", "prefill"):
+            for s, r in (inst.get("load_rps") or {}).items():
+                if s in served and isinstance(r, (int, float)):
+                    served[s] += float(r)
+    total = sum(served.values())
+    goal = float(plan.get("goodput_rps") or 0.0) if rate_rps is None else float(rate_rps)
+    if goal <= 0 or not math.isfinite(goal):
+        raise PlannerInputError(f"--rate: must be positive, got {goal:g}" if rate_rps is not None else
+                                "plan: goodput_rps is 0; give --rate")
+    if total <= 0:
+        return {c.name: goal / len(classes) for c in classes}
+    return {s: goal * v / total for s, v in served.items()}
+
+
+def _poisson(rates: dict, classes, duration_s: float, seed: int):
+    rng = np.random.default_rng(seed)
+    ts, cs = [], []
+    for ci, c in enumerate(classes):
+        lam = rates.get(c.name, 0.0)
+        if lam <= 0:
+            continue
+        n = int(lam * duration_s + 6 * math.sqrt(lam * duration_s) + 20)
+        t = np.cumsum(rng.exponential(1.0 / lam, n))
+        while t[-1] < duration_s:
+            t = np.concatenate([t, t[-1] + np.cumsum(rng.exponential(1.0 / lam, n))])
+        t = t[t < duration_s]
+        ts.append(t)
+        cs.append(np.full(len(t), ci, dtype=np.int64))
+    if not ts:
+        raise PlannerInputError("--rate: no class has a positive rate")
+    t, c = np.concatenate(ts), np.concatenate(cs)
+    order = np.argsort(t, kind="stable")
+    return t[order], c[order]
+
+
+def _pct(x: np.ndarray) -> dict:
+    if not len(x):
+        return {"p50": 0.0, "p90": 0.0, "p99": 0.0}
+    v = np.percentile(x, [50, 90, 99], method="inverted_cdf") * 1e3
+    return {"p50": float(v[0]), "p90": float(v[1]), "p99": float(v[2])}
+
+
+def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = None, duration_s: float = 300.0,
+                  seed: int = 0, trace: list | None = None, calibration=None) -> SimResult:
+    """Simulate plan `rank` of an `optimize --format json` document at `rate_rps` total req/s (default: the
+    plan's goodput, split over classes as the plan routes them) for `duration_s` seconds of Poisson arrivals,
+    or replay `trace` [(arrival_s, isl, osl, class or None), ...] (duration and rate then come from it)."""
+    wall0 = time.perf_counter()
+    from planner.serving import kv_handoff_s
+
+    if not isinstance(plan_json, dict):
+        raise PlannerInputError("plan: expected the JSON object written by `planner optimize --format json`")
+    classes = _classes(plan_json)
+    plan = _select_plan(plan_json, rank)
+    model, groups = _setups(plan_json, plan, calibration)
+    by_name = {c.name: i for i, c in enumerate(classes)}
+    notes: list[str] = []
+
+    # ---- arrivals ----
+    if trace is not None:
+        if not trace:
+            raise PlannerInputError("trace: no requests")
+        arr, isl_a, osl_a, cls_a = [], [], [], []
+        for i, row in enumerate(sorted(trace, key=lambda r: r[0])):
+            t, isl, osl = float(row[0]), int(row[1]), int(row[2])
+            name = row[3] if len(row) > 3 else None
+            if name is None or name == "":
+                ci = 0
+            elif name in by_name:
+                ci = by_name[name]
+            else:
+                raise PlannerInputError(f"trace: class '{name}' is not in the plan's workload "
+                                        f"({', '.join(by_name)})")
+            if t < 0 or isl < 1 or osl < 1:
+                raise PlannerInputError(f"trace: row {i + 1} needs arrival_s ≥ 0, isl ≥ 1, osl ≥ 1")
+            arr.append(t)
+            isl_a.append(isl)
+            osl_a.append(osl)
+            cls_a.append(ci)
+        arrival = np.asarray(arr, dtype=float)
+        cls_arr = np.asarray(cls_a, dtype=np.int64)
+        isl_arr, osl_arr = np.asarray(isl_a, dtype=np.int64), np.asarray(osl_a, dtype=np.int64)
+        t_end = float(arrival[-1])
+        span = t_end - float(arrival[0])
+        offered = (len(arrival) - 1) / span if span > 0 else 0.0
+        rates = {c.name: offered * float(np.mean(cls_arr == i)) for i, c in enumerate(classes)}
+        duration = t_end
+    else:
+        if duration_s <= 0 or not math.isfinite(duration_s):
+            raise PlannerInputError(f"--duration-s: must be positive, got {duration_s:g}")
+        rates = _rates(plan, classes, rate_rps)
+        arrival, cls_arr = _poisson(rates, classes, duration_s, seed)
+        isl_arr = np.array([c.isl for c in classes], dtype=np.int64)[cls_arr]
+        osl_arr = np.array([c.osl for c in classes], dtype=np.int64)[cls_arr]
+        t_end = duration = float(duration_s)
+        offered = sum(rates.values())
+    n = len(arrival)
+    n_warm = int(n * WARMUP_FRACTION)
+
+    # KV tokens a request reserves: whole sequence on agg / decode, the prompt on prefill (sliding layers capped)
+    per_tok = model.kv_bytes_per_token(plan_json.get("kv_dtype", "bf16"))
+    kv_dtype = str(plan_json.get("kv_dtype", "bf16"))
+    memo: dict[int, int] = {}
+
+    def kv_need(ctx: int) -> int:
+        v = memo.get(ctx)
+        if v is None:
+            v = memo[ctx] = math.ceil(model.kv_bytes_per_sequence(ctx, kv_dtype) / per_tok) if per_tok else ctx
+        return v
+
+    sim = _Sim()
+    sim.arrival = arrival.tolist()
+    sim.isl, sim.osl = isl_arr.tolist(), osl_arr.tolist()
+    sim.need_full = [kv_need(a + b) for a, b in zip(sim.isl, sim.osl)]
+    sim.need_pre = [kv_need(a) for a in sim.isl]
+    sim.first = [_INF] * n
+    sim.finish = [_INF] * n
+    sim.heap = []
+    sim.seq = 0
+    sim.w0 = float(arrival[n_warm]) if n else 0.0
+    sim.w1 = t_end
+
+    # ---- engines ----
+    engines: list[_Engine] = []
+    entry: list[list[_Engine]] = [[] for _ in classes]
+    exits: list[list[_Engine]] = [[] for _ in classes]
+    time_tables: dict = {}
+    for g, (role_name, count, setup, load) in enumerate(groups):
+        role = _ROLES[role_name]
+        key = (setup.gpu.name, setup.par, setup.chunk, setup.skew)
+        times = time_tables.setdefault(key, {})
+        hand = None
+        if role == PREFILL:
+            hmemo: dict[int, float] = {}
+
+            def hand(isl, setup=setup, hmemo=hmemo):
+                v = hmemo.get(isl)
+                if v is None:
+                    v = hmemo[isl] = kv_handoff_s(setup, isl)
+                return v
+        served = [c for c in classes if float(load.get(c.name, 0) or 0) > 0] or classes
+        # speed weights of the least-outstanding-work router: s/token of prefill and of decode at the batch
+        # the plan expects on this instance (Little's law at its planned load, TPOT at the SLO as the bound)
+        per_inst = sum(float(load.get(c.name, 0) or 0) for c in served) / max(count, 1)
+        osl_m = sum(c.osl for c in served) / len(served)
+        isl_m = sum(c.isl for c in served) / len(served)
+        from planner.perf.step import StepShape
+        b_ref = max(1.0, min(setup.engine.max_num_seqs * setup.par.dp,
+                             per_inst * osl_m * min(c.tpot_s for c in served)))
+        wp = setup.step(StepShape(prefill_tokens=setup.chunk, prefill_seq_len=isl_m)).time_s / setup.chunk
+        wd = setup.step(StepShape(decode_seqs=b_ref, decode_context=isl_m + osl_m / 2)).time_s / b_ref
+        label = f"{role_name} {setup.gpu.name} {setup.par.label()}"
+        for k in range(count):
+            e = _Engine(len(engines), f"{label} #{k + 1}", role, g, setup, times, hand)
+            e.wp, e.wd = (wp, wd) if role != DECODE else (0.0, wd)
+            if role == PREFILL:
+                e.wd = 0.0
+            engines.append(e)
+            for c in served:
+                ci = by_name[c.name]
+                (exits if role == DECODE else entry)[ci].append(e)
+                if role == AGG:
+                    exits[ci].append(e)
+    for ci, c in enumerate(classes):
+        if not entry[ci]:
+            raise PlannerInputError(f"plan: no agg or prefill instance serves class '{c.name}'")
+        if any(e.role == PREFILL for e in entry[ci]) and not any(e.role == DECODE for e in exits[ci]):
+            raise PlannerInputError(f"plan: class '{c.name}' has prefill instances but no decode instance")
+    decode_of = [[e for e in exits[ci] if e.role == DECODE] for ci in range(len(classes))]
+
+    # ---- event loop ----
+    cls_l = cls_arr.tolist()
+    heap = sim.heap
+    heappop = heapq.heappop
+    horizon = t_end + max(DRAIN_MIN_S, duration)
+    arrival_l = sim.arrival
+    isl_l, osl_l, need_full, need_pre = sim.isl, sim.osl, sim.need_full, sim.need_pre
+    finish, first = sim.finish, sim.first
+    ai = 0
+    while True:
+        t_arr = arrival_l[ai] if ai < n else _INF
+        if heap and heap[0][0] <= t_arr:
+            t, _, kind, a, b = heappop(heap)
+            if t > horizon:
+                break
+            if kind == 1:
+                engines[a].end(t, sim)
+                continue
+            # kind 2: hand-off of request a from prefill engine b lands
+            src = engines[b]
+            src.kv_used -= need_pre[a]
+            src.n_seqs -= 1
+            if not src.busy and src.waiting:
+                src.start(t, sim)
+            if osl_l[a] <= 1:
+                finish[a] = t
+                continue
+            cands = decode_of[cls_l[a]]
+            na = need_full[a]
+            best = None
+            for e in cands:
+                if na <= e.kv_cap and (best is None or e.out_rem * e.wd < best.out_rem * best.wd):
+                    best = e
+            if best is None:
+                continue  # no decode instance can hold it: dropped
+            best.out_rem += osl_l[a] - 1
+            best.routed += 1
+            best.waiting.append(a)
+            if not best.busy:
+                best.start(t, sim)
+            continue
+        if ai >= n:
+            break
+        r = ai
+        ai += 1
+        best = None
+        bw = _INF
+        for e in entry[cls_l[r]]:
+            if (need_pre[r] if e.role == PREFILL else need_full[r]) > e.kv_cap:
+                continue
+            w = e.prompt_rem * e.wp + e.out_rem * e.wd
+            if w < bw:
+                best, bw = e, w
+        if best is None:
+            continue  # larger than any instance's KV: dropped
+        best.prompt_rem += isl_l[r]
+        if best.role == AGG:
+            best.out_rem += osl_l[r]
+        best.routed += 1
+        best.waiting.append(r)
+        if not best.busy:
+            best.start(t_arr, sim)
+
+    # ---- statistics ----
+    arr_m = arrival[n_warm:]
+    first_a = np.asarray(first[n_warm:], dtype=float)
+    fin_a = np.asarray(finish[n_warm:], dtype=float)
+    osl_m = osl_arr[n_warm:]
+    cls_m = cls_arr[n_warm:]
+    ttft = first_a - arr_m
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(osl_m > 1, (fin_a - first_a) / np.maximum(osl_m - 1, 1), 0.0)
+    tpot = np.where(np.isfinite(fin_a), tpot, _INF)
+    ttft_lim = np.array([c.ttft_s for c in classes])[cls_m] * (1 + 1e-9)
+    tpot_lim = np.array([c.tpot_s for c in classes])[cls_m] * (1 + 1e-9)
+    ok_ttft, ok_tpot = ttft <= ttft_lim, tpot <= tpot_lim
+    ok = ok_ttft & ok_tpot
+    done = np.isfinite(fin_a)
+    window = max(t_end - sim.w0, 1e-9)
+    m = len(arr_m)
+
+    def frac(x):
+        return float(np.mean(x)) if len(x) else 0.0
+
+    per_class = {}
+    for ci, c in enumerate(classes):
+        sel = cls_m == ci
+        per_class[c.name] = ClassResult(
+            c.name, float(rates.get(c.name, 0.0)), int(sel.sum()), int(done[sel].sum()),
+            {"ttft_ms": c.ttft_s * 1e3, "tpot_ms": c.tpot_s * 1e3, "percentile": c.percentile},
+            _pct(ttft[sel]), _pct(tpot[sel & (osl_m > 1)]), frac(ok_ttft[sel]), frac(ok_tpot[sel]), frac(ok[sel]),
+            float(ok[sel].sum()) / window)
+    instances = [InstanceResult(e.name, _ROLE_NAMES[e.role], e.gpu, e.group, min(1.0, e.busy_s / window),
+                                e.routed, e.iters, e.dec_sum / e.iters if e.iters else 0.0) for e in engines]
+    dropped = int(m - done.sum())
+    if dropped:
+        notes.append(f"{dropped} measured requests did not finish (KV too small or still running "
+                     f"{horizon - t_end:.0f} s after the last arrival)")
+    return SimResult(
+        model=model.name, plan_rank=rank, rate_rps=float(offered), duration_s=float(duration), seed=seed,
+        requests=n, measured=m, completed=int(done.sum()), dropped=dropped,
+        ttft_ms=_pct(ttft), tpot_ms=_pct(tpot[osl_m > 1]), ttft_attainment=frac(ok_ttft),
+        tpot_attainment=frac(ok_tpot), attainment=frac(ok), goodput_rps=float(ok.sum()) / window,
+        predicted_goodput_rps=float(plan.get("goodput_rps") or 0.0), per_class=per_class, instances=instances,
+        wall_s=time.perf_counter() - wall0, notes=notes)
