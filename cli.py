@@ -333,21 +333,27 @@ def _print_plans(result, req, launch: bool, out: Optional[Path]) -> None:
     for n in result.notes:
         c.print(f"[dim]note:[/] {n}")
 
+    def inst_text(i) -> str:
+        par = f"TP{i.tp}" + (f"·PP{i.pp}" if i.pp > 1 else "") + (f"·EP{i.ep}" if i.ep > 1 else "") + (
+            f"·DP{i.dp}" if i.dp > 1 else "")
+        return f"{i.count}× {i.role} {par}" + (f" c{i.chunk_tokens}" if i.role == "agg" else "") + f" {i.gpu}"
+
     def rows(plans):
         for p in plans:
-            inst = "\n".join(f"{i.count}× {i.role} {i.gpu} TP{i.tp}" + (f" PP{i.pp}" if i.pp > 1 else "")
-                             + (f" EP{i.ep}" if i.ep > 1 else "") + (f" DP{i.dp}" if i.dp > 1 else "")
-                             + (f" chunk {i.chunk_tokens}" if i.role == "agg" else "") for i in p.instances)
-            yield [p.family or str(p.rank), " ".join(f"{n}×{g}" for g, n in sorted(p.gpus.items())), inst,
-                   f"{p.goodput_rps:,.2f}", f"{p.tokens_per_s:,.0f}", f"{p.tokens_per_s_per_gpu:,.0f}",
-                   f"${p.cost_usd_per_h:,.2f}", f"${p.usd_per_million_tokens:,.2f}",
-                   f"{p.predicted['ttft_ms']:,.0f}", f"{p.predicted['tpot_ms']:,.1f}", p.binding]
+            yield [p.family or str(p.rank), "\n".join(inst_text(i) for i in p.instances),
+                   " ".join(f"{n}×{g}" for g, n in sorted(p.gpus.items())), f"{p.goodput_rps:,.2f}",
+                   f"{p.tokens_per_s_per_gpu:,.0f}", f"{p.cost_usd_per_h:,.2f}", f"{p.usd_per_million_tokens:,.2f}",
+                   f"{p.predicted['ttft_ms']:,.0f}", f"{p.predicted['tpot_ms']:,.1f}"]
 
-    cols = ["#", "GPUs", "instances", "goodput req/s", "tok/s", "tok/s/GPU", "$/h", "$/M tok", "TTFT ms",
-            "TPOT ms", "binding"]
-    c.print(_table("ranked plans", cols, list(rows(result.plans))))
-    if result.family_bests:
-        c.print(_table("best plan of each family", cols, list(rows(result.family_bests))))
+    p_label = "/".join(sorted({f"p{k.slo.percentile:g}" for k in req.classes}))
+    cols = ["#", "instances", "GPUs", "req/s", "tok/s/GPU", "$/h", "$/Mtok", f"TTFT {p_label} ms",
+            f"TPOT {p_label} ms"]
+    for title, plans in (("ranked plans", result.plans), ("best plan of each family", result.family_bests)):
+        if plans:
+            c.print(_table(title, cols, list(rows(plans))))
+    c.print("binding constraints:")
+    for p in result.plans + result.family_bests:
+        c.print(f"  {p.family or p.rank}: {p.binding}", markup=False)
     s = result.solver
     c.print(f"solver: {s['backend']} {s['status']} (gap {s['gap']:.2%}) in {s['time_s']:.2f} s over "
             f"{s['candidates']} instance types ({s['evaluated']} evaluated); total {result.wall_s:.2f} s")
@@ -358,6 +364,74 @@ def _print_plans(result, req, launch: bool, out: Optional[Path]) -> None:
             c.print(cmd.shell, markup=False)
     if out is not None:
         out.write_text(c.export_text())
+
+
+# ---- calibrate / experts -----------------------------------------------------------------------------------------
+
+@app.command()
+@guarded
+def calibrate(measurements: Path = typer.Argument(..., help="CSV of your measured points (see planner/calibrate.py)."),
+              out: Path = typer.Option(Path("calib.yaml"), "--out", help="Where to write the calibration YAML."),
+              fmt: Fmt = typer.Option(Fmt.table, "--format")):
+    """Fit efficiencies and engine overheads to your own measurements; use with --calibration."""
+    from planner.calibrate import fit, load_points
+    from planner.jsonio import canonical_json
+
+    points = load_points(measurements)
+    cal, report = fit(points, f"{measurements.name} ({len(points)} points)")
+    out.write_text(cal.to_yaml())
+    data = {"out": str(out), **report, "gpus": cal.gpus, "engines": cal.engines}
+    if fmt == Fmt.json:
+        _emit(canonical_json(data))
+        return
+    c = _console()
+    c.print(f"fitted {report['parameters']} constants to {report['points']} points: median abs error "
+            f"{report['median_abs_error_before']:.1%} → {report['median_abs_error_after']:.1%}")
+    rows = [[f"engine {n}", k, f"{v:g}"] for n, kv in sorted(cal.engines.items()) for k, v in sorted(kv.items())]
+    rows += [[f"gpu {n}", k, str(v)] for n, kv in sorted(cal.gpus.items()) for k, v in sorted(kv.items())]
+    c.print(_table("calibration", ["name", "constant", "value"], rows))
+    c.print(f"wrote {out}; apply with --calibration {out}")
+
+
+@app.command()
+@guarded
+def experts(model: str = typer.Argument(..., help="A MoE model: bundled name or config path."),
+            ep: int = typer.Option(..., "--ep", min=1, help="Expert-parallel ranks."),
+            stats: Optional[Path] = typer.Option(None, "--stats", help="CSV expert,count of routed tokens."),
+            zipf: float = typer.Option(0.5, "--zipf", min=0.0, help="Zipf exponent of the default loads."),
+            replicate: int = typer.Option(0, "--replicate", min=0, help="Spare slots per rank for hot copies."),
+            seed: int = typer.Option(0, "--seed"),
+            time_limit: float = typer.Option(5.0, "--time-limit", min=0.1),
+            fmt: Fmt = typer.Option(Fmt.table, "--format")):
+    """Place one layer's experts on EP ranks (CP-SAT) and compare with round-robin."""
+    from planner.errors import PlannerInputError
+    from planner.jsonio import canonical_json
+    from planner.model import load_model
+    from solvers import ExpertProblem, load_expert_counts_csv, place_experts, zipf_loads
+
+    m = load_model(model)
+    if not m.is_moe:
+        raise PlannerInputError(f"{m.name}: not a MoE model (no experts to place)")
+    if m.num_experts % ep:
+        raise PlannerInputError(f"--ep: {ep} must divide the {m.num_experts} experts")
+    loads = tuple(load_expert_counts_csv(stats)) if stats else zipf_loads(m.num_experts, s=zipf, seed=seed)
+    if len(loads) != m.num_experts:
+        raise PlannerInputError(f"--stats: {len(loads)} experts in the file, {m.name} has {m.num_experts}")
+    prob = ExpertProblem(loads, ep, m.num_experts // ep + replicate, replicate=replicate > 0)
+    res = place_experts(prob, time_limit_s=time_limit, seed=seed)
+    data = {"model": m.name, "ep": ep, "experts": m.num_experts, "imbalance": res.imbalance,
+            "round_robin_imbalance": res.round_robin_imbalance, "status": res.status, "gap": res.gap,
+            "time_s": res.time_s, "rank_loads": list(res.rank_loads), "placement": [list(r) for r in res.placement]}
+    if fmt == Fmt.json:
+        _emit(canonical_json(data))
+        return
+    c = _console()
+    c.print(f"[bold]{m.name}[/]: {m.num_experts} experts on {ep} EP ranks ({'stats ' + str(stats) if stats else f'Zipf s={zipf:g} loads'})")
+    c.print(f"imbalance (max/mean rank load): {res.imbalance:.3f} placed vs {res.round_robin_imbalance:.3f} "
+            f"round-robin; CP-SAT {res.status}, gap {res.gap:.2%}, {res.time_s:.2f} s")
+    rows = [[r, f"{load:.4g}", " ".join(map(str, experts_on))] for r, (load, experts_on) in
+            enumerate(zip(res.rank_loads, res.placement))]
+    c.print(_table("placement", ["rank", "load", "experts"], rows))
 
 
 if __name__ == "__main__":

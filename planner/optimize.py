@@ -7,7 +7,7 @@ latencies each instance shows at the load routed to it.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from planner.candidates import Candidate, SearchSpace, enumerate_candidates
 from planner.errors import InfeasibleError, PlannerInputError
@@ -78,8 +78,15 @@ def _fleet(req: Request) -> tuple[list, dict | None, list[str]]:
     return gpus, inventory, notes
 
 
+# Default routing skew when no expert statistics are given: Zipf exponent 0.5 over the experts (an assumption,
+# not a measurement: trained routers with load-balancing losses are far flatter than s = 1).
+ZIPF_S = 0.5
+PLACEMENT_DETERMINISTIC_S = 0.5  # CP-SAT deterministic time per EP width (same result on every machine)
+
+
 def expert_skew(model: ModelSpec, eps: set[int], loads: tuple[float, ...] | None) -> dict[int, float]:
-    """Imbalance of the busiest EP rank after placing skewed expert loads with solvers.experts (≥ 1)."""
+    """Imbalance of the busiest EP rank after placing the expert loads with solvers.experts (≥ 1), per EP
+    width; rounded to 3 decimals so plans do not depend on the last bits of the placement."""
     if not model.is_moe:
         return {}
     from solvers import ExpertProblem, place_experts, zipf_loads
@@ -87,14 +94,10 @@ def expert_skew(model: ModelSpec, eps: set[int], loads: tuple[float, ...] | None
     loads = loads or zipf_loads(model.num_experts, s=ZIPF_S, seed=0)
     out = {}
     for ep in sorted(e for e in eps if e > 1):
-        placement = place_experts(ExpertProblem(tuple(loads), ep, model.num_experts // ep), time_limit_s=1.0, seed=0)
-        out[ep] = placement.imbalance
+        placement = place_experts(ExpertProblem(tuple(loads), ep, model.num_experts // ep),
+                                  time_limit_s=PLACEMENT_DETERMINISTIC_S, seed=0)
+        out[ep] = round(placement.imbalance, 3)
     return out
-
-
-# Default routing skew when no expert statistics are given: Zipf exponent 0.5 over the experts (an assumption,
-# not a measurement: trained routers with load-balancing losses are far flatter than s = 1).
-ZIPF_S = 0.5
 
 
 def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[str, RequestClass], req: Request,
@@ -140,18 +143,33 @@ def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request, gpus: dict)
     predicted = {"ttft_ms": max((i.ttft_ms for i in loaded), default=0.0),
                  "tpot_ms": max((i.tpot_ms for i in loaded), default=0.0)}
     inst_bind = sorted({b for i in loaded for b in i.binding.split(",") if b})
-    binding = (sol.binding or "none") + (f"; each instance limited by {'/'.join(inst_bind)}" if inst_bind else "")
-    if sol.hint:
-        binding += f" ({sol.hint})"
+    binding = _binding_text(sol, req) + (f"; each instance limited by {'/'.join(inst_bind)}" if inst_bind else "")
     usd_per_m = sol.cost_usd_per_h / (tokens * 3600) * 1e6 if tokens > 0 else 0.0
     return Plan(rank, sol.family, mode, goodput, tokens, tokens / n_gpus if n_gpus else 0.0, sol.cost_usd_per_h,
                 usd_per_m, dict(sol.gpus), tuple(instances), predicted, binding)
 
 
+def _binding_text(sol, req: Request) -> str:
+    """The fleet-level limit in words: which solver constraint family holds the objective back."""
+    parts = []
+    for family in (sol.binding or "").replace("+", ",").split(","):
+        if family.startswith("inventory:"):
+            gpu = family.split(":", 1)[1]
+            parts.append(f"inventory: all {sol.gpus.get(gpu, 0)} {gpu} GPUs in use")
+        elif family == "budget":
+            parts.append(f"budget ${req.budget_usd_per_h:g}/h")
+        elif family == "max_alpha":
+            parts.append("demand fully served")
+        elif family:
+            parts.append(family)
+    text = " + ".join(parts) or "none"
+    if sol.hint and "inf" not in sol.hint and sol.binding != "max_alpha":
+        text += f" ({sol.hint})"
+    return text
+
+
 def _no_candidate_reason(req: Request, gpus: list, evaluated: list[Candidate]) -> InfeasibleError:
     """Why no instance type meets the SLOs: memory, or an SLO below the best single-request latency."""
-    from dataclasses import replace
-
     from planner.estimate import require_fit
     from planner.serving import collocated_state
 
@@ -198,6 +216,7 @@ def optimize(req: Request) -> Result:
     if req.objective == "cost" and any(c.rate_rps <= 0 for c in req.classes):
         raise PlannerInputError("--workload: rate is required for --objective cost (the demand to serve)")
     gpus, inventory, notes = _fleet(req)
+    req = replace(req, inventory=inventory)  # canonical GPU names, default fleet resolved
     engine = _engine(req)
     eps = {p.ep for g in gpus for p in parallel_configs(req.model, g.scaleup_domain_gpus, req.max_gpus_per_instance)}
     space = SearchSpace(req.model, engine, req.dtype, req.kv_dtype, req.mode, req.max_gpus_per_instance,

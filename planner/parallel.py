@@ -77,13 +77,16 @@ def check_parallel(model: ModelSpec, par: ParallelConfig, scaleup_domain_gpus: i
 def parallel_configs(model: ModelSpec, scaleup_domain_gpus: int, max_gpus: int,
                      allow_cross_node_tp: bool = False) -> list[ParallelConfig]:
     """Every valid (tp, pp, ep, dp) with power-of-two degrees and at most `max_gpus` GPUs, sorted.
-    MoE models get ep = 1 (experts tensor-parallel) or ep = tp·dp (vLLM's --enable-expert-parallel)."""
+    MoE models get ep = 1 (experts tensor-parallel) or ep = tp·dp (vLLM's --enable-expert-parallel).
+    Pipeline stages only span scale-up domains (pp > 1 needs tp·dp to fill one), the engines' own advice
+    (vLLM: TP = GPUs per node, PP = nodes): within a node TP cuts TPOT where PP does not."""
     pow2 = [1 << i for i in range(12) if 1 << i <= max_gpus]
+    domain = min(scaleup_domain_gpus, max_gpus)
     out = set()
     for tp in pow2:
         for pp in pow2:
             for dp in (pow2 if model.is_moe else [1]):
-                if tp * pp * dp > max_gpus:
+                if tp * pp * dp > max_gpus or (pp > 1 and tp * dp < domain):
                     continue
                 for ep in ({1, tp * dp} if model.is_moe else {1}):
                     par = ParallelConfig(tp, pp, ep, dp)

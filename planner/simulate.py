@@ -75,7 +75,8 @@ class InstanceResult:
     utilization: float  # busy (iterating) fraction of the measured window
     requests: int  # requests routed to it (whole run)
     iterations: int
-    mean_decode_batch: float  # decode sequences per iteration, averaged over iterations
+    mean_decode_batch: float  # decode sequences per iteration, time-weighted over busy time
+    kv_occupancy: float  # reserved KV / KV capacity, time-weighted over the measured window
 
 
 @dataclass
@@ -272,7 +273,8 @@ class _Engine:
     """One serving instance: continuous batching, one iteration in flight at a time."""
     __slots__ = ("idx", "name", "role", "group", "gpu", "setup", "chunk", "seq_cap", "kv_cap", "times", "waiting",
                  "prefilling", "ndone", "n_seqs", "kv_used", "n_dec", "sum_ctx", "fin", "it", "busy", "t_start",
-                 "prompt_rem", "out_rem", "wp", "wd", "busy_s", "iters", "dec_sum", "routed", "handoff")
+                 "prompt_rem", "out_rem", "wp", "wd", "busy_s", "iters", "dec_sum", "routed", "handoff", "kv_sum",
+                 "cur_dec", "busy_all")
 
     def __init__(self, idx, name, role, group, setup, times, handoff):
         self.idx, self.name, self.role, self.group, self.setup = idx, name, role, group, setup
@@ -290,7 +292,8 @@ class _Engine:
         self.fin = []  # (iteration index at whose end the request finishes, request)
         self.busy = False
         self.t_start = self.busy_s = 0.0
-        self.prompt_rem = self.out_rem = self.dec_sum = 0
+        self.prompt_rem = self.out_rem = self.dec_sum = self.kv_sum = self.busy_all = 0.0
+        self.cur_dec = 0
         self.wp = self.wd = 0.0
 
     def work(self) -> float:
@@ -349,7 +352,7 @@ class _Engine:
         if dt is None:
             dt = self.times[key] = self._step(n_dec, cb, ptoks, pb)
         self.prompt_rem -= ptoks
-        self.dec_sum += n_dec
+        self.cur_dec = n_dec
         self.busy = True
         self.t_start = now
         sim.push(now + dt, 1, self.idx)
@@ -367,6 +370,10 @@ class _Engine:
         b = now if now < sim.w1 else sim.w1
         if b > a:
             self.busy_s += b - a
+            self.kv_sum += (b - a) * self.kv_used
+        dt = now - self.t_start
+        self.busy_all += dt
+        self.dec_sum += dt * self.cur_dec
         self.iters += 1
         it = self.it = self.it + 1
         n_dec = self.n_dec
@@ -410,6 +417,30 @@ class _Engine:
                     first[r] = now + h
                     sim.push(now + h, 2, r, self.idx)
         self.start(now, sim)
+
+
+class _GroupPicker:
+    """Splits one class's requests over the instance groups that serve it in the plan's proportions
+    (smooth weighted round robin, deterministic); the router then takes the least-loaded instance of the group."""
+    __slots__ = ("groups", "weights", "current", "total")
+
+    def __init__(self, groups):
+        self.groups = [m for _, m in groups]
+        self.weights = [w for w, _ in groups]
+        self.current = [0.0] * len(groups)
+        self.total = sum(self.weights)
+
+    def pick(self):
+        if len(self.groups) == 1:
+            return self.groups[0]
+        cur = self.current
+        best = 0
+        for i, w in enumerate(self.weights):
+            cur[i] += w
+            if cur[i] > cur[best]:
+                best = i
+        cur[best] -= self.total
+        return self.groups[best]
 
 
 def _rates(plan, classes, rate_rps):
@@ -540,11 +571,15 @@ def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = No
     sim.w1 = t_end
 
     # ---- engines ----
+    from planner.perf.step import StepShape
+
     engines: list[_Engine] = []
-    entry: list[list[_Engine]] = [[] for _ in classes]
-    exits: list[list[_Engine]] = [[] for _ in classes]
+    entry: list[list[tuple[float, list[_Engine]]]] = [[] for _ in classes]  # per class: (weight, group's engines)
+    exits: list[list[tuple[float, list[_Engine]]]] = [[] for _ in classes]  # decode groups
     time_tables: dict = {}
     for g, (role_name, count, setup, load) in enumerate(groups):
+        if count <= 0:
+            continue
         role = _ROLES[role_name]
         key = (setup.gpu.name, setup.par, setup.chunk, setup.skew)
         times = time_tables.setdefault(key, {})
@@ -557,35 +592,36 @@ def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = No
                 if v is None:
                     v = hmemo[isl] = kv_handoff_s(setup, isl)
                 return v
-        served = [c for c in classes if float(load.get(c.name, 0) or 0) > 0] or classes
+        weights = {c.name: float(load.get(c.name, 0) or 0) for c in classes}
+        served = [c for c in classes if weights[c.name] > 0] or classes
         # speed weights of the least-outstanding-work router: s/token of prefill and of decode at the batch
         # the plan expects on this instance (Little's law at its planned load, TPOT at the SLO as the bound)
-        per_inst = sum(float(load.get(c.name, 0) or 0) for c in served) / max(count, 1)
+        per_inst = sum(weights[c.name] for c in served) / count
         osl_m = sum(c.osl for c in served) / len(served)
         isl_m = sum(c.isl for c in served) / len(served)
-        from planner.perf.step import StepShape
         b_ref = max(1.0, min(setup.engine.max_num_seqs * setup.par.dp,
                              per_inst * osl_m * min(c.tpot_s for c in served)))
         wp = setup.step(StepShape(prefill_tokens=setup.chunk, prefill_seq_len=isl_m)).time_s / setup.chunk
         wd = setup.step(StepShape(decode_seqs=b_ref, decode_context=isl_m + osl_m / 2)).time_s / b_ref
         label = f"{role_name} {setup.gpu.name} {setup.par.label()}"
+        members = []
         for k in range(count):
             e = _Engine(len(engines), f"{label} #{k + 1}", role, g, setup, times, hand)
-            e.wp, e.wd = (wp, wd) if role != DECODE else (0.0, wd)
-            if role == PREFILL:
-                e.wd = 0.0
+            e.wp = wp if role != DECODE else 0.0
+            e.wd = wd if role != PREFILL else 0.0
             engines.append(e)
-            for c in served:
-                ci = by_name[c.name]
-                (exits if role == DECODE else entry)[ci].append(e)
-                if role == AGG:
-                    exits[ci].append(e)
+            members.append(e)
+        for c in served:
+            ci = by_name[c.name]
+            w = weights[c.name] or 1.0
+            (exits if role == DECODE else entry)[ci].append((w, members))
     for ci, c in enumerate(classes):
         if not entry[ci]:
             raise PlannerInputError(f"plan: no agg or prefill instance serves class '{c.name}'")
-        if any(e.role == PREFILL for e in entry[ci]) and not any(e.role == DECODE for e in exits[ci]):
+        if any(m[0].role == PREFILL for _, m in entry[ci]) and not exits[ci]:
             raise PlannerInputError(f"plan: class '{c.name}' has prefill instances but no decode instance")
-    decode_of = [[e for e in exits[ci] if e.role == DECODE] for ci in range(len(classes))]
+    entry_rr = [_GroupPicker(x) for x in entry]
+    exit_rr = [_GroupPicker(x) for x in exits]
 
     # ---- event loop ----
     cls_l = cls_arr.tolist()
@@ -614,11 +650,10 @@ def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = No
             if osl_l[a] <= 1:
                 finish[a] = t
                 continue
-            cands = decode_of[cls_l[a]]
             na = need_full[a]
             best = None
-            for e in cands:
-                if na <= e.kv_cap and (best is None or e.out_rem * e.wd < best.out_rem * best.wd):
+            for e in exit_rr[cls_l[a]].pick():
+                if na <= e.kv_cap and (best is None or e.out_rem < best.out_rem):
                     best = e
             if best is None:
                 continue  # no decode instance can hold it: dropped
@@ -634,7 +669,7 @@ def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = No
         ai += 1
         best = None
         bw = _INF
-        for e in entry[cls_l[r]]:
+        for e in entry_rr[cls_l[r]].pick():
             if (need_pre[r] if e.role == PREFILL else need_full[r]) > e.kv_cap:
                 continue
             w = e.prompt_rem * e.wp + e.out_rem * e.wd
@@ -680,7 +715,8 @@ def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = No
             _pct(ttft[sel]), _pct(tpot[sel & (osl_m > 1)]), frac(ok_ttft[sel]), frac(ok_tpot[sel]), frac(ok[sel]),
             float(ok[sel].sum()) / window)
     instances = [InstanceResult(e.name, _ROLE_NAMES[e.role], e.gpu, e.group, min(1.0, e.busy_s / window),
-                                e.routed, e.iters, e.dec_sum / e.iters if e.iters else 0.0) for e in engines]
+                                e.routed, e.iters, e.dec_sum / e.busy_all if e.busy_all else 0.0,
+                                e.kv_sum / (window * e.kv_cap) if e.kv_cap else 0.0) for e in engines]
     dropped = int(m - done.sum())
     if dropped:
         notes.append(f"{dropped} measured requests did not finish (KV too small or still running "

@@ -6,6 +6,7 @@ t = max(flops / (peak(dtype) · eff_compute), bytes / (mem_bw · eff_mem)) + lat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from planner.model import dtype_bytes
 
@@ -84,6 +85,12 @@ def elementwise(name: str, tokens: float, hidden: int, passes: float, count: flo
     return Op(name, "elementwise", 0.0, passes * tokens * hidden * ACT_BYTES, "bf16", count)
 
 
+@lru_cache(maxsize=4096)
+def gemm_flops_per_s(gpu, dtype: str) -> float:
+    """Achievable GEMM FLOP/s: dense peak of the dtype (with hwdb's fallback chain) × its efficiency."""
+    return gpu.peak_flops(dtype) * gpu.gemm_efficiency(dtype)
+
+
 def op_time(op: Op, gpu, latency_exposed: float = 1.0) -> OpTime:
     """Roofline time of `op` on `gpu` with the hwdb efficiencies, plus the part of the kernel's fixed latency
     (measured in isolation) that is not hidden by CUDA graphs / dependent-launch overlap in an engine."""
@@ -92,7 +99,7 @@ def op_time(op: Op, gpu, latency_exposed: float = 1.0) -> OpTime:
         peak = gpu.peak_flops("bf16") * eff.attention
         latency = eff.attention_latency_us * 1e-6 * latency_exposed
     else:
-        peak = gpu.peak_flops(op.dtype) * gpu.gemm_efficiency(op.dtype)
+        peak = gemm_flops_per_s(gpu, op.dtype)
         latency = eff.kernel_launch_us * 1e-6 * latency_exposed
         if op.kind == "moe":
             peak *= eff.grouped_gemm

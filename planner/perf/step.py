@@ -37,7 +37,20 @@ class StepTime:
     time_s: float  # wall time of the iteration
     gpu_s: float  # kernels + collectives
     overhead_s: float  # engine CPU / scheduling time
-    ops: tuple[OpTime, ...]  # per-op totals over the iteration (all layers and pp stages)
+    stage_ops: tuple[OpTime, ...]  # ops of one pipeline stage for one micro-batch
+    pp: int = 1
+
+    @property
+    def ops(self) -> tuple[OpTime, ...]:
+        """Per-op totals over the iteration (all layers and pp stage passes), ops of the same name merged."""
+        merged: dict[tuple[str, str], list] = defaultdict(lambda: [0.0, "", 0.0, 0.0])
+        for o in self.stage_ops:
+            m = merged[(o.name, o.kind)]
+            m[0] += o.time_s * self.pp
+            m[1] = o.bound
+            m[2] += o.flops * self.pp
+            m[3] += o.bytes * self.pp
+        return tuple(OpTime(n, k, v[0], v[1], v[2], v[3]) for (n, k), v in merged.items() if v[0] > 0)
 
 
 def moe_imbalance(tokens: float, top_k: int, ep: int) -> float:
@@ -154,17 +167,8 @@ def step_time(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, *, e
         crosses = par.gpus > gpu.scaleup_domain_gpus
         ops.append(comm.p2p("pp_send", micro.tokens * model.hidden_size * ACT_BYTES / par.dp, crosses, gpu,
                             (par.pp - 1) / par.pp))
-    stage_s = sum(o.time_s for o in ops)
-    gpu_s = stage_s * par.pp
+    gpu_s = sum(o.time_s for o in ops) * par.pp
     seqs = (shape.decode_seqs + (shape.prefill_tokens / shape.prefill_seq_len if shape.prefill_seq_len else 0)) \
         / par.dp
     overhead = engine.step_overhead_ms * 1e-3 + engine.per_seq_overhead_us * 1e-6 * seqs
-    merged: dict[tuple[str, str], list] = defaultdict(lambda: [0.0, "", 0.0, 0.0])
-    for o in ops:
-        m = merged[(o.name, o.kind)]
-        m[0] += o.time_s * par.pp
-        m[1] = o.bound
-        m[2] += o.flops * par.pp
-        m[3] += o.bytes * par.pp
-    breakdown = tuple(OpTime(n, k, v[0], v[1], v[2], v[3]) for (n, k), v in merged.items() if v[0] > 0)
-    return StepTime(gpu_s + overhead, gpu_s, overhead, breakdown)
+    return StepTime(gpu_s + overhead, gpu_s, overhead, tuple(ops), par.pp)
