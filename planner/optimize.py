@@ -149,6 +149,15 @@ def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request, gpus: dict)
                 usd_per_m, dict(sol.gpus), tuple(instances), predicted, binding)
 
 
+def _covers_every_class(cands: list[Candidate], classes) -> bool:
+    """Each class needs some instance type that can prefill it and some that can decode it within its SLO."""
+    def able(c, s, role):
+        return c.capacity[s].rate_rps > 0 and c.role in ("agg", role)
+
+    return all(any(able(c, k.name, "prefill") for c in cands) and any(able(c, k.name, "decode") for c in cands)
+               for k in classes)
+
+
 def _binding_text(sol, req: Request) -> str:
     """The fleet-level limit in words: which solver constraint family holds the objective back."""
     parts = []
@@ -222,7 +231,7 @@ def optimize(req: Request) -> Result:
     space = SearchSpace(req.model, engine, req.dtype, req.kv_dtype, req.mode, req.max_gpus_per_instance,
                         link_gbps=req.link_gbps, expert_skew=expert_skew(req.model, eps, req.expert_loads))
     evaluated, cands = enumerate_candidates(space, gpus, list(req.classes), inventory)
-    if not cands:
+    if not _covers_every_class(cands, req.classes):
         raise _no_candidate_reason(req, gpus, evaluated)
     by_name = {c.name: c for c in cands}
     gpu_by_name = {g.name: g for g in gpus}

@@ -274,7 +274,7 @@ class _Engine:
     __slots__ = ("idx", "name", "role", "group", "gpu", "setup", "chunk", "seq_cap", "kv_cap", "times", "waiting",
                  "prefilling", "ndone", "n_seqs", "kv_used", "n_dec", "sum_ctx", "fin", "it", "busy", "t_start",
                  "prompt_rem", "out_rem", "wp", "wd", "busy_s", "iters", "dec_sum", "routed", "handoff", "kv_sum",
-                 "cur_dec", "busy_all")
+                 "cur_dec", "cur_ptoks", "busy_all")
 
     def __init__(self, idx, name, role, group, setup, times, handoff):
         self.idx, self.name, self.role, self.group, self.setup = idx, name, role, group, setup
@@ -293,7 +293,7 @@ class _Engine:
         self.busy = False
         self.t_start = self.busy_s = 0.0
         self.prompt_rem = self.out_rem = self.dec_sum = self.kv_sum = self.busy_all = 0.0
-        self.cur_dec = 0
+        self.cur_dec = self.cur_ptoks = 0
         self.wp = self.wd = 0.0
 
     def work(self) -> float:
@@ -353,6 +353,7 @@ class _Engine:
             dt = self.times[key] = self._step(n_dec, cb, ptoks, pb)
         self.prompt_rem -= ptoks
         self.cur_dec = n_dec
+        self.cur_ptoks = ptoks
         self.busy = True
         self.t_start = now
         sim.push(now + dt, 1, self.idx)
