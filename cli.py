@@ -292,7 +292,10 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
              backend: str = typer.Option("highs", "--backend", help="MILP backend: highs or cbc."),
              expert_stats: Optional[Path] = typer.Option(None, "--expert-stats", help="CSV expert,count (MoE)."),
              hwdb_dir: Optional[list[Path]] = typer.Option(None, "--hwdb", help="Extra folder of GPU YAMLs."),
-             time_limit: float = typer.Option(10.0, "--time-limit", min=0.1, help="Solver time limit, s.")):
+             time_limit: float = typer.Option(10.0, "--time-limit", min=0.1, help="Solver time limit, s."),
+             report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report."),
+             sweep: Optional[str] = typer.Option(None, "--sweep", help="rate=LOW..HIGH[:POINTS]: curves as CSV."),
+             quiet: bool = typer.Option(False, "--quiet", help="No progress display on stderr.")):
     """Ranked deployment plans: GPU mix, parallelism, agg vs P/D, chunk size — by goodput under the SLOs."""
     from planner.calibrate import load_calibration
     from planner.optimize import optimize as run
@@ -307,9 +310,22 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
         extra["expert_loads"] = tuple(load_expert_counts_csv(expert_stats))
     req = build_request(model, slo=slo, workload=workload, gpus=gpus, budget=budget, objective=objective,
                         mode=mode, engine=engine, dtype=dtype, kv_dtype=kv_dtype, top=top, **extra)
-    result = run(req)
-    from planner.report import result_json, result_markdown
+    with _progress(quiet) as progress:
+        rows = None
+        if sweep:
+            from planner.optimize import parse_sweep
+            from planner.optimize import sweep as run_sweep
 
+            rows = run_sweep(req, parse_sweep(sweep), progress)
+        result = run(req, progress)
+    from planner.report import result_html, result_json, result_markdown, sweep_csv
+
+    if report:
+        report.write_text(result_html(result, req, rows))
+        _console(stderr=True).print(f"wrote {report}")
+    if rows is not None:
+        _emit(sweep_csv(rows), out)
+        return
     if fmt == PlanFmt.json:
         from planner.jsonio import canonical_json
 
@@ -318,6 +334,33 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
         _emit(result_markdown(result, req, launch), out)
     else:
         _print_plans(result, req, launch, out)
+
+
+class _progress:
+    """A rich progress bar on stderr for the search, only when stderr is a terminal and not --quiet."""
+
+    def __init__(self, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TimeElapsedColumn(), console=_console(stderr=True), transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("starting", total=1)
+        return self
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.bar.update(self.task, description=stage, completed=done, total=total)
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False
 
 
 def _print_plans(result, req, launch: bool, out: Optional[Path]) -> None:

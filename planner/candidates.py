@@ -71,25 +71,28 @@ def prune(cands: list[Candidate]) -> list[Candidate]:
 
 
 def enumerate_candidates(space: SearchSpace, gpus: list, classes: list[RequestClass],
-                         inventory: dict[str, int] | None) -> tuple[list[Candidate], list[Candidate]]:
-    """(all evaluated candidates with any capacity, the non-dominated ones for the MILP)."""
+                         inventory: dict[str, int] | None, progress=None) -> tuple[list[Candidate], list[Candidate]]:
+    """(all evaluated candidates with any capacity, the non-dominated ones for the MILP).
+    `progress(done, total)` is called after each (GPU, parallel config) when given."""
     evaluated = []
+    work = []
     for gpu in sorted(gpus, key=lambda g: g.name):
         limit = min(space.max_gpus_per_instance, (inventory or {}).get(gpu.name, space.max_gpus_per_instance))
-        for par in parallel_configs(space.model, gpu.scaleup_domain_gpus, limit, space.allow_cross_node_tp):
-            skew = (space.expert_skew or {}).get(par.ep, 1.0)
-            base = Setup(space.model, gpu, par, space.engine.for_gpu(gpu), space.dtype, space.kv_dtype, 0, skew)
-            longest = max(c.isl + c.osl for c in classes)
-            mem = base.memory(longest)
-            if not mem.fits:
-                continue
-            for role in ROLES[space.mode]:
-                chunks = CHUNK_CHOICES if role == "agg" else (PREFILL_BUDGET_TOKENS,)
-                for chunk in chunks:
-                    setup = replace(base, chunk_tokens=chunk)
-                    caps = {c.name: role_capacity(setup, role, c, space.link_gbps) for c in classes}
-                    if not any(cap.rate_rps > 0 for cap in caps.values()):
-                        continue
+        work += [(gpu, par) for par in parallel_configs(space.model, gpu.scaleup_domain_gpus, limit,
+                                                          space.allow_cross_node_tp)]
+    longest = max(c.isl + c.osl for c in classes)
+    for done, (gpu, par) in enumerate(work, start=1):
+        if progress:
+            progress(done, len(work))
+        skew = (space.expert_skew or {}).get(par.ep, 1.0)
+        base = Setup(space.model, gpu, par, space.engine.for_gpu(gpu), space.dtype, space.kv_dtype, 0, skew)
+        if not base.memory(longest).fits:
+            continue
+        for role in ROLES[space.mode]:
+            for chunk in CHUNK_CHOICES if role == "agg" else (PREFILL_BUDGET_TOKENS,):
+                setup = replace(base, chunk_tokens=chunk)
+                caps = {c.name: role_capacity(setup, role, c, space.link_gbps) for c in classes}
+                if any(cap.rate_rps > 0 for cap in caps.values()):
                     evaluated.append(Candidate(gpu.name, par, role, chunk, gpu.cost_usd_per_h * par.gpus, caps,
                                                setup.memory(longest).max_batch, skew))
     return evaluated, prune(evaluated)

@@ -66,14 +66,19 @@ class Setup:
 
 def require_fit(setup: Setup, isl: float, osl: float) -> MemoryBreakdown:
     mem = setup.memory(isl + osl)
-    if not mem.fits:
-        short = -mem.kv_cache_gb if mem.kv_cache_gb <= 0 else 0.0
-        raise InfeasibleError(
-            f"{setup.model.name} does not fit on {setup.gpu.name} with {setup.par.label()}: weights "
-            f"{mem.weights_gb:.1f} GB + workspace {mem.activations_gb:.1f} GB per GPU exceed the usable "
-            f"{mem.usable_gb:.1f} GB" + (f" by {short:.1f} GB" if short else " (no room for one sequence's KV)"),
-            binding="memory", hint="use more GPUs per instance (higher tp/pp/ep) or a smaller dtype (--dtype fp8)")
-    return mem
+    if mem.fits:
+        return mem
+    where = f"{setup.model.name} does not fit on {setup.gpu.name} with {setup.par.label()}: "
+    hint = "use more GPUs per instance (higher tp/pp/ep) or a smaller dtype (--dtype fp8)"
+    if mem.kv_cache_gb <= 0:
+        raise InfeasibleError(where + f"weights {mem.weights_gb:.1f} GB + workspace {mem.activations_gb:.1f} GB per "
+                              f"GPU exceed the usable {mem.usable_gb:.1f} GB by {-mem.kv_cache_gb:.1f} GB",
+                              binding="memory", hint=hint)
+    one_seq_gb = setup.model.kv_bytes_per_sequence(isl + osl, setup.kv_dtype) / setup.model.kv_bytes_per_token(
+        setup.kv_dtype) * mem.kv_bytes_per_token / 1e9
+    raise InfeasibleError(where + f"weights and workspace fit, but the {mem.kv_cache_gb:.1f} GB left per GPU cannot hold "
+                          f"one {isl + osl:g}-token sequence's KV ({one_seq_gb:.1f} GB per GPU)", binding="memory",
+                          hint=hint + " or --kv-dtype fp8")
 
 
 def prefill_share(setup: Setup, decode_seqs: float) -> float:

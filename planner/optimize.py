@@ -164,7 +164,7 @@ def _binding_text(sol, req: Request) -> str:
     for family in (sol.binding or "").replace("+", ",").split(","):
         if family.startswith("inventory:"):
             gpu = family.split(":", 1)[1]
-            parts.append(f"inventory: all {sol.gpus.get(gpu, 0)} {gpu} GPUs in use")
+            parts.append(f"inventory of {gpu}")
         elif family == "budget":
             parts.append(f"budget ${req.budget_usd_per_h:g}/h")
         elif family == "max_alpha":
@@ -213,7 +213,8 @@ def _no_candidate_reason(req: Request, gpus: list, evaluated: list[Candidate]) -
                            binding="ttft_slo", hint=f"relax --slo ttft to ≥ {st.ttft_s * 1.1:.2f}s or shorten prompts")
 
 
-def optimize(req: Request) -> Result:
+def optimize(req: Request, progress=None) -> Result:
+    """`progress(stage, done, total)`, when given, hears how the search advances (the CLI draws a bar)."""
     from solvers import InstanceType, MixProblem, solve_mix
     from solvers import RequestClass as SolverClass
 
@@ -230,7 +231,9 @@ def optimize(req: Request) -> Result:
     eps = {p.ep for g in gpus for p in parallel_configs(req.model, g.scaleup_domain_gpus, req.max_gpus_per_instance)}
     space = SearchSpace(req.model, engine, req.dtype, req.kv_dtype, req.mode, req.max_gpus_per_instance,
                         link_gbps=req.link_gbps, expert_skew=expert_skew(req.model, eps, req.expert_loads))
-    evaluated, cands = enumerate_candidates(space, gpus, list(req.classes), inventory)
+    evaluated, cands = enumerate_candidates(
+        space, gpus, list(req.classes), inventory,
+        progress=(lambda d, t: progress("evaluating instance types", d, t)) if progress else None)
     if not _covers_every_class(cands, req.classes):
         raise _no_candidate_reason(req, gpus, evaluated)
     by_name = {c.name: c for c in cands}
@@ -250,6 +253,8 @@ def optimize(req: Request) -> Result:
                          objective=req.objective, max_alpha=1.0 if demand_given and req.objective == "goodput"
                          else None)
     families = FAMILIES if req.mode == "auto" else ("single_gpu_type",)
+    if progress:
+        progress("solving the fleet MILP", 0, 1)
     sols = solve_mix(problem, backend=req.backend, time_limit_s=req.time_limit_s, threads=1, top_k=req.top_k,
                      families=families)
     main = [s for s in sols if not s.family]
@@ -267,3 +272,36 @@ def optimize(req: Request) -> Result:
     solver = {"backend": head.backend, "status": head.status, "gap": head.gap,
               "time_s": sum(s.time_s for s in sols), "candidates": len(cands), "evaluated": len(evaluated)}
     return Result(plans, bests, solver, evaluated, notes, time.perf_counter() - t0)
+
+
+def parse_sweep(text: str) -> list[float]:
+    """'rate=1..100' (10 points) or 'rate=1..100:25' -> evenly spaced total request rates."""
+    import re
+
+    m = re.fullmatch(r"\s*rate\s*=\s*([0-9.]+)\s*\.\.\s*([0-9.]+)\s*(?::\s*([0-9]+))?\s*", text)
+    if not m:
+        raise PlannerInputError(f"--sweep: expected rate=LOW..HIGH[:POINTS], got '{text}'")
+    lo, hi, n = float(m.group(1)), float(m.group(2)), int(m.group(3) or 10)
+    if not 0 < lo <= hi or not 1 <= n <= 200:
+        raise PlannerInputError(f"--sweep: need 0 < LOW ≤ HIGH and 1..200 points, got '{text}'")
+    return [lo + (hi - lo) * i / max(n - 1, 1) for i in range(n)]
+
+
+def sweep(req: Request, rates: list[float], progress=None) -> list[dict]:
+    """The best plan at each total request rate (classes keep their mix): goodput and cost curves."""
+    weights = [c.rate_rps or 1.0 for c in req.classes]
+    total = sum(weights)
+    rows = []
+    for k, rate in enumerate(rates):
+        if progress:
+            progress("sweeping the request rate", k, len(rates))
+        classes = tuple(replace(c, rate_rps=rate * w / total) for c, w in zip(req.classes, weights))
+        try:
+            best = optimize(replace(req, classes=classes, top_k=1)).plans[0]
+            rows.append({"rate_rps": rate, "goodput_rps": best.goodput_rps, "cost_usd_per_h": best.cost_usd_per_h,
+                         "usd_per_million_tokens": best.usd_per_million_tokens, "gpus": sum(best.gpus.values()),
+                         "mode": best.mode, "status": "ok", "binding": best.binding})
+        except InfeasibleError as e:
+            rows.append({"rate_rps": rate, "goodput_rps": 0.0, "cost_usd_per_h": 0.0, "usd_per_million_tokens": 0.0,
+                         "gpus": 0, "mode": "", "status": "infeasible", "binding": e.binding})
+    return rows

@@ -88,8 +88,18 @@ def test_a_model_that_does_not_fit_is_infeasible_with_the_gigabytes_in_the_messa
 def test_weights_that_fit_but_leave_no_room_for_one_sequence_are_infeasible_too():
     s = make_setup("llama-3.1-8b", "l4")  # 16 GB of weights in 21.6 usable GB, 100k-token prompt needs 13 GB KV
     assert s.memory(1024).fits
-    with pytest.raises(InfeasibleError, match="does not fit"):
+    with pytest.raises(InfeasibleError, match="does not fit") as exc:
         estimate.offline(s, 100_000, 100)
+    assert "GB" in str(exc.value)
+
+
+def test_no_room_for_kv_message_does_not_claim_the_weights_exceed_memory():
+    s = make_setup("llama-3.1-8b", "l4")
+    mem = s.memory(100_100)
+    assert mem.weights_gb + mem.activations_gb < mem.usable_gb  # the weights do fit
+    with pytest.raises(InfeasibleError) as exc:
+        estimate.offline(s, 100_000, 100)
+    assert "exceed" not in str(exc.value), str(exc.value)
 
 
 @pytest.mark.parametrize("model,gpu,par,dtype,context", [

@@ -55,7 +55,7 @@ def cases(classes):
 
 def test_the_data_covers_every_primary_class_and_gpu():
     assert {cls for _, cls in RATIOS} >= set(PRIMARY) | set(SECONDARY)
-    assert {gpu for gpu, _ in RATIOS} == {"h100_sxm", "h200_sxm", "b200_sxm"}
+    assert {gpu for gpu, _ in RATIOS} >= {"h100_sxm", "h200_sxm", "b200_sxm"}
     assert sum(len(v) for v in RATIOS.values()) >= 100
 
 

@@ -10,7 +10,6 @@ Two kinds of tests:
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 from hypothesis import given, settings
@@ -147,18 +146,22 @@ def test_higher_hwdb_efficiencies_never_slow_a_step(inst, shape, gain):
 # ---- monotone in the load -----------------------------------------------------------------------------------
 
 @SETTINGS
-@given(inst=instances(), dtype=st.sampled_from(["bf16", "fp8"]), batch=st.floats(1, 2048),
-       more=st.floats(0, 2048), context=st.floats(1, 131072), longer=st.floats(0, 131072))
+@given(inst=instances(), dtype=st.sampled_from(["bf16", "fp8"]),
+       batch=st.one_of(st.integers(1, 16), st.floats(1, 2048)), more=st.floats(0, 2048),
+       context=st.one_of(st.integers(1, 256), st.floats(1, 131072)), longer=st.floats(0, 131072))
 def test_step_time_never_falls_when_batch_or_context_grows(inst, dtype, batch, more, context, longer):
+    """Checked along a ladder from the drawn point: +1, ×2 and +more sequences; +1, ×2 and +longer tokens."""
     model, gpu, engine, par = inst
 
     def t(b, c):
         return step_time(model, gpu, par, StepShape(decode_seqs=b, decode_context=c), engine=engine,
                          dtype=dtype).time_s
 
-    base = t(batch, context)
-    assert t(batch + more, context) >= base * (1 - 1e-12)
-    assert t(batch, context + longer) >= base * (1 - 1e-12)
+    for ladder in ([(b, context) for b in sorted({batch, batch + 1, 2 * batch, batch + more})],
+                   [(batch, c) for c in sorted({context, context + 1, 2 * context, context + longer})]):
+        times = [t(b, c) for b, c in ladder]
+        for (point, lower), higher in zip(zip(ladder, times), times[1:]):
+            assert higher >= lower * (1 - 1e-12), (point, lower, higher)
 
 
 # ---- TP and memory ------------------------------------------------------------------------------------------
