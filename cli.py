@@ -73,12 +73,13 @@ def _emit(text: str, out: Optional[Path] = None) -> None:
         sys.stdout.write(text)
 
 
-def _table(title: str, columns: list[str], rows: list[list], caption: str = ""):
+def _table(title: str, columns: list[str], rows: list[list], caption: str = "", no_wrap: set = frozenset()):
     from rich.table import Table
 
     t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
     for c in columns:
-        t.add_column(c, justify="left" if c in ("", "GPU", "name", "op", "field", "role", "gpu") else "right")
+        t.add_column(c, justify="left" if c in ("", "#", "GPU", "GPUs", "instances", "name", "op", "field", "role",
+                                                "gpu") else "right", no_wrap=c in no_wrap)
     for r in rows:
         t.add_row(*[str(x) for x in r])
     return t
@@ -336,6 +337,9 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
         _print_plans(result, req, launch, out)
 
 
+FAMILY_LABEL = {"agg": "agg", "disagg": "P/D", "single_gpu_type": "1-type"}
+
+
 class _progress:
     """A rich progress bar on stderr for the search, only when stderr is a terminal and not --quiet."""
 
@@ -379,24 +383,23 @@ def _print_plans(result, req, launch: bool, out: Optional[Path]) -> None:
     def inst_text(i) -> str:
         par = f"TP{i.tp}" + (f"·PP{i.pp}" if i.pp > 1 else "") + (f"·EP{i.ep}" if i.ep > 1 else "") + (
             f"·DP{i.dp}" if i.dp > 1 else "")
-        return f"{i.count}× {i.role} {par}" + (f" c{i.chunk_tokens}" if i.role == "agg" else "") + f" {i.gpu}"
+        return f"{i.count}× {i.role} {i.gpu} {par}" + (f" C{i.chunk_tokens}" if i.role == "agg" else "")
 
     def rows(plans):
         for p in plans:
-            yield [p.family or str(p.rank), "\n".join(inst_text(i) for i in p.instances),
-                   " ".join(f"{n}×{g}" for g, n in sorted(p.gpus.items())), f"{p.goodput_rps:,.2f}",
+            yield [FAMILY_LABEL.get(p.family, str(p.rank)), "\n".join(inst_text(i) for i in p.instances),
+                   "\n".join(f"{n} {g}" for g, n in sorted(p.gpus.items())), f"{p.goodput_rps:,.2f}",
                    f"{p.tokens_per_s_per_gpu:,.0f}", f"{p.cost_usd_per_h:,.2f}", f"{p.usd_per_million_tokens:,.2f}",
                    f"{p.predicted['ttft_ms']:,.0f}", f"{p.predicted['tpot_ms']:,.1f}"]
 
     p_label = "/".join(sorted({f"p{k.slo.percentile:g}" for k in req.classes}))
-    cols = ["#", "instances", "GPUs", "req/s", "tok/s/GPU", "$/h", "$/Mtok", f"TTFT {p_label} ms",
-            f"TPOT {p_label} ms"]
+    cols = ["#", "instances", "GPUs", "req/s", "tok/s/GPU", "$/h", "$/Mtok", f"TTFT {p_label}", f"TPOT {p_label}"]
     for title, plans in (("ranked plans", result.plans), ("best plan of each family", result.family_bests)):
         if plans:
-            c.print(_table(title, cols, list(rows(plans))))
+            c.print(_table(title, cols, list(rows(plans)), caption="latencies in ms", no_wrap={"#", "instances", "GPUs"}))
     c.print("binding constraints:")
     for p in result.plans + result.family_bests:
-        c.print(f"  {p.family or p.rank}: {p.binding}", markup=False)
+        c.print(f"  {FAMILY_LABEL.get(p.family, p.rank)}: {p.binding}", markup=False)
     s = result.solver
     c.print(f"solver: {s['backend']} {s['status']} (gap {s['gap']:.2%}) in {s['time_s']:.2f} s over "
             f"{s['candidates']} instance types ({s['evaluated']} evaluated); total {result.wall_s:.2f} s")
