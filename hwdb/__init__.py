@@ -5,46 +5,5 @@ profiles in ``hwdb/engines.yaml``; every number cites its source in the file's `
 This package imports nothing of ours (no planner / solvers / cli) and only PyYAML from outside.
 """
 
-from .loader import (
-    DTYPES,
-    Efficiency,
-    EngineProfile,
-    FrozenDict,
-    GpuSpec,
-    HardwareDefault,
-    HwdbError,
-    SystemSpec,
-    UnknownNameError,
-    bundled_dir,
-    list_gpus,
-    list_systems,
-    load_engine,
-    load_engines,
-    load_gpu,
-    load_gpu_file,
-    load_system,
-    normalize_dtype,
-    with_efficiency,
-)
-
-__all__ = [
-    "DTYPES",
-    "Efficiency",
-    "EngineProfile",
-    "FrozenDict",
-    "GpuSpec",
-    "HardwareDefault",
-    "HwdbError",
-    "SystemSpec",
-    "UnknownNameError",
-    "bundled_dir",
-    "list_gpus",
-    "list_systems",
-    "load_engine",
-    "load_engines",
-    "load_gpu",
-    "load_gpu_file",
-    "load_system",
-    "normalize_dtype",
-    "with_efficiency",
-]
+from .loader import *  # noqa: F401,F403  (the public API is loader.__all__)
+from .loader import __all__  # noqa: F401
