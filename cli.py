@@ -78,7 +78,7 @@ def _table(title: str, columns: list[str], rows: list[list], caption: str = "", 
 
     t = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
     for c in columns:
-        t.add_column(c, justify="left" if c in ("", "#", "GPU", "GPUs", "instances", "name", "op", "field", "role",
+        t.add_column(c, justify="left" if c in ("", "#", "GPU", "GPUs", "instances", "instance", "class", "name", "op", "field", "role",
                                                 "gpu") else "right", no_wrap=c in no_wrap)
     for r in rows:
         t.add_row(*[str(x) for x in r])
@@ -410,6 +410,53 @@ def _print_plans(result, req, launch: bool, out: Optional[Path]) -> None:
             c.print(cmd.shell, markup=False)
     if out is not None:
         out.write_text(c.export_text())
+
+
+# ---- simulate ------------------------------------------------------------------------------------------------
+
+@app.command()
+@guarded
+def simulate(plan: Path = typer.Argument(..., help="JSON from `planner optimize --format json`."),
+             plan_rank: int = typer.Option(1, "--plan-rank", min=1, help="Which ranked plan to simulate."),
+             rate: Optional[float] = typer.Option(None, "--rate", help="Total arrival rate, req/s (default: the "
+                                                                         "plan's goodput)."),
+             duration_s: float = typer.Option(300.0, "--duration-s", min=1.0, help="Simulated arrival window."),
+             seed: int = typer.Option(0, "--seed"),
+             trace: Optional[Path] = typer.Option(None, "--trace", help="CSV arrival_s,isl,osl[,class] to replay."),
+             router: str = typer.Option("least_work", "--router", help="least_work, round_robin or random."),
+             calibration: Optional[Path] = typer.Option(None, "--calibration", help="YAML from planner calibrate."),
+             fmt: Fmt = typer.Option(Fmt.table, "--format")):
+    """Discrete-event check of a plan: Poisson (or traced) arrivals, continuous batching, P/D hand-off."""
+    from planner.jsonio import canonical_json
+    from planner.simulate import load_plan_json, load_trace_csv, simulate_plan
+
+    cal = None
+    if calibration:
+        from planner.calibrate import load_calibration
+
+        cal = load_calibration(calibration)
+    res = simulate_plan(load_plan_json(plan), rank=plan_rank, rate_rps=rate, duration_s=duration_s, seed=seed,
+                        trace=load_trace_csv(trace) if trace else None, calibration=cal, router=router)
+    if fmt == Fmt.json:
+        _emit(canonical_json(res.to_json()))
+        return
+    c = _console()
+    c.print(f"[bold]{res.model}[/] plan #{res.plan_rank}: {res.rate_rps:.3g} req/s offered for {res.duration_s:g} s "
+            f"({res.requests} requests, {res.measured} measured after warm-up, {res.dropped} not finished), "
+            f"router {res.router}")
+    c.print(f"SLO attainment {res.attainment:.1%} (TTFT {res.ttft_attainment:.1%}, TPOT {res.tpot_attainment:.1%}); "
+            f"goodput {res.goodput_rps:.3g} req/s vs {res.predicted_goodput_rps:.3g} predicted")
+    rows = [[k, f"{v.rate_rps:.3g}", f"{v.ttft_ms['p50']:,.0f} / {v.ttft_ms['p90']:,.0f} / {v.ttft_ms['p99']:,.0f}",
+             f"{v.tpot_ms['p50']:,.1f} / {v.tpot_ms['p90']:,.1f} / {v.tpot_ms['p99']:,.1f}",
+             f"{v.slo['ttft_ms']:g} / {v.slo['tpot_ms']:g} at p{v.slo['percentile']:g}", f"{v.attainment:.1%}"]
+            for k, v in sorted(res.per_class.items())]
+    c.print(_table("per class", ["class", "req/s", "TTFT p50/p90/p99 ms", "TPOT p50/p90/p99 ms", "SLO", "attained"],
+                   rows))
+    rows = [[i.name, f"{i.utilization:.0%}", i.requests, f"{i.mean_decode_batch:.1f}", f"{i.kv_occupancy:.0%}"]
+            for i in res.instances]
+    c.print(_table("per instance", ["instance", "busy", "requests", "mean decode batch", "KV used"], rows))
+    for n in res.notes:
+        c.print(f"[dim]note:[/] {n}")
 
 
 # ---- calibrate / experts -----------------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 Goodput of an instance = the highest request rate at which the p-th percentile of TTFT and of TPOT both meet
 the SLO (DistServe's definition). Three roles:
-  prefill  (disaggregated): M/D/1 queue of prompts; TTFT_p = W_p + S + KV transfer.
-  decode   (disaggregated): Little's law B = λ·osl·TPOT(B); the batch's p-th percentile must meet TPOT.
-  collocated (chunked prefill, Sarathi): each iteration carries the decode batch plus the prompts' share of
-           the chunk budget C; TTFT_p = W_p + ⌈isl / (C − B)⌉·T.
+  prefill  (disaggregated): M/D/1 queue of prompts; TTFT_p = W_p + the batch carrying the prompt + KV transfer.
+  decode   (disaggregated): Little's law B = λ·osl·TPOT(B); TPOT_p from the spread of the batch a request sees
+           over its life; the batch's p-th percentile must fit the KV cache.
+  collocated (chunked prefill, Sarathi): each iteration carries the decode batch plus waiting prompts up to
+           the chunk budget C; mean iteration = mixture of decode-only and prompt-carrying iterations, TPOT_p
+           from the per-request spread of that mixture, TTFT_p = W_p + ⌈isl / (C − B)⌉·T_chunk.
 """
 
 from __future__ import annotations
@@ -121,13 +123,46 @@ def kv_handoff_s(setup: Setup, isl: float, link_gbps: float | None = None) -> fl
 
 
 def prefill_ttft_s(setup: Setup, isl: float, slo: Slo, rate: float, link_gbps: float | None = None) -> float:
-    """p-th percentile TTFT of a prefill instance at `rate`: W_p (M/D/1) + prefill alone + KV hand-off."""
+    """p-th percentile TTFT of a prefill instance at `rate`: W_p (M/D/1 at the batched per-prompt service)
+    + the iteration that carries the prompt + KV hand-off. The engine takes every waiting prompt into the next
+    iteration (up to its token budget) and a prompt's first token comes when that whole batch ends, so the
+    batch also holds the prompts that arrived while it waited (λ·E[W] of them, E[W] = ρS/(2(1 − ρ))):
+    checked against `planner simulate`, where prefill alone after W_p came out ~25% short at p90."""
     alone, service = prefill_service_s(setup, isl)
-    return md1_wait_percentile(slo.percentile / 100, rate, service) + alone + kv_handoff_s(setup, isl, link_gbps)
+    own = alone
+    if rate > 0 and isl < setup.chunk:
+        # batches of k = 1 + λ·E[W] prompts amortise the per-iteration cost over k, not over a full budget
+        for _ in range(3):
+            rho = rate * service
+            if rho >= 1:
+                return math.inf
+            k = min(setup.chunk / isl, 1 + rate * rho * service / (2 * (1 - rho)))
+            own = max(alone, setup.step(StepShape(prefill_tokens=k * isl, prefill_seq_len=isl)).time_s)
+            service = max(service, own / k)
+    if rate * service >= 1:
+        return math.inf
+    return md1_wait_percentile(slo.percentile / 100, rate, service) + own + kv_handoff_s(setup, isl, link_gbps)
+
+
+def _decode_spread(setup: Setup, ctx: float, b: float, z: float) -> tuple[float, float, float]:
+    """(iteration time, p-th percentile TPOT, p-th percentile batch) of a decode instance holding b sequences
+    on average. A request's TPOT averages its osl − 1 iterations, over which the batch it sees moves with the
+    Poisson arrivals: Var(mean batch over a life) ≈ 2b/3 (M/G/∞ window average); a larger batch slows the
+    iteration, which keeps sequences longer, amplifying the deviation by 1/(1 − g), g = λ·osl·T' = b·T'/T.
+    The KV cache must hold the Poisson batch percentile b + z·√b (checked against `planner simulate`)."""
+    t = setup.step(StepShape(decode_seqs=b, decode_context=ctx)).time_s
+    d = max(max(z, 0.0) * math.sqrt(b), 1.0)
+    t1 = (setup.step(StepShape(decode_seqs=b + d, decode_context=ctx)).time_s - t) / d
+    g = b * t1 / t
+    if g >= 1:
+        return t, math.inf, math.inf
+    z = max(z, 0.0)
+    return t, t + z * t1 * math.sqrt(2 * b / 3) / (1 - g), batch_at_percentile(b, z)
 
 
 def decode_tpot_s(setup: Setup, isl: float, osl: float, slo: Slo, rate: float) -> float:
-    """p-th percentile TPOT of a decode instance at `rate`: fixed point B = λ·osl·TPOT(B), then TPOT(B_p)."""
+    """p-th percentile TPOT of a decode instance at `rate`: fixed point B = λ·osl·T(B), then the spread of
+    the requests' TPOT around T (_decode_spread)."""
     ctx = isl + osl / 2
     t = setup.step(StepShape(decode_seqs=1, decode_context=ctx)).time_s
     for _ in range(30):
@@ -135,8 +170,7 @@ def decode_tpot_s(setup: Setup, isl: float, osl: float, slo: Slo, rate: float) -
         if abs(t_new - t) < 1e-6 * t:
             break
         t = t_new
-    bp = batch_at_percentile(max(rate * osl * t, 1.0), slo.z)
-    return setup.step(StepShape(decode_seqs=bp, decode_context=ctx)).time_s
+    return _decode_spread(setup, ctx, max(rate * osl * t, 1.0), slo.z)[1]
 
 
 def prefill_capacity(setup: Setup, isl: float, slo: Slo, link_gbps: float | None = None) -> Capacity:
@@ -167,13 +201,13 @@ def decode_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capacity:
         return Capacity(0.0, 0.0, tpot(1.0) * 1e3, 0.0, "slo_floor")
 
     def ok(b):
-        bp = batch_at_percentile(b, slo.z)
-        return bp <= cap_b and tpot(bp) <= limit_s
+        _, tpot_p, bp = _decode_spread(setup, ctx, b, slo.z)
+        return bp <= cap_b and tpot_p <= limit_s
 
     b = _max_rate(ok, cap_b)
-    bp = batch_at_percentile(b, slo.z)
+    t, tpot_p, bp = _decode_spread(setup, ctx, b, slo.z)
     binding = "tpot" if bp < cap_b * 0.999 else _kv_binding(setup, cap_b)
-    return Capacity(b / (osl * tpot(b)), 0.0, tpot(bp) * 1e3, b, binding)
+    return Capacity(b / (osl * t), 0.0, tpot_p * 1e3, b, binding)
 
 
 @dataclass(frozen=True)
@@ -181,33 +215,145 @@ class CollocatedState:
     """A chunked-prefill instance at arrival rate λ."""
     iteration_s: float  # mean iteration time T
     batch: float  # mean decode batch B = λ·T·osl
-    tpot_s: float  # iteration time at the batch's p-th percentile
+    tpot_s: float  # p-th percentile of the requests' TPOT (inf when the load is unstable)
     ttft_s: float  # p-th percentile TTFT (inf when the chunk budget cannot carry the load)
-    over_budget: bool  # λ·T·(isl + osl) > C: prompts arrive faster than the chunks carry them
+    over_budget: bool  # prompts arrive faster than the chunks carry them
+    batch_p: float = 0.0  # p-th percentile of the decode batch (what the KV cache must hold)
 
 
-def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float) -> CollocatedState:
-    """Chunked prefill with budget C = setup.chunk tokens per iteration (Sarathi-Serve, DESIGN §4):
-    an iteration of length T carries λ·T·isl prompt tokens and B = λ·T·osl decodes (fixed point in T);
-    TTFT_p = W_p + ⌈isl / (C − B_p)⌉·T_chunk (an iteration carrying a prompt chunk), the prompt share C − B_p of each iteration served as an M/D/1 queue."""
+def _prompt_mix(step, chunk: float, isl: float, rate: float, b: float, t: float) -> tuple[float, float, float, float]:
+    """Iterations of a greedy chunked-prefill engine at decode batch b (vLLM / Sarathi: decodes first, then
+    waiting prompts FCFS up to the budget) do not carry the mean prompt load λ·T·isl each: some carry none,
+    some a whole prompt or a full chunk, and the step time is convex in the prompt tokens (flat while the
+    decode's weight reads hide them, then compute-bound), so the mean iteration is a mixture, not step(mean).
+    Units of u = min(isl, C − b) tokens (a whole prompt, or a full chunk of a longer one) arrive m = λ·T·isl/u
+    per iteration: whole prompts as a Poisson count (the ones beyond the first costing the compute-bound
+    slope), chunks at most one per iteration. Returns (mean iteration time, prompt cost per prompt token κ,
+    m, u)."""
+    share = chunk - b
+    u = min(isl, share)
+    m = rate * t * isl / u
+    t_dec = step(b, 0.0)
+    h1 = step(b, u) - t_dec
+    if u < share:
+        p1, extra = -math.expm1(-m), m + math.expm1(-m)  # P(≥ 1 prompt), E[prompts beyond the first]
+        top = min(2 * u, share)
+        h2 = (step(b, top) - t_dec - h1) / (top - u) * u
+    else:
+        p1, extra, h2 = min(m, 1.0), max(m - 1.0, 0.0), h1
+    cost = p1 * h1 + extra * h2
+    kappa = cost / (rate * t * isl) if rate * t * isl > 0 else h1 / u
+    return t_dec + cost, kappa, m, u
+
+
+def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float,
+                     t_guess: float | None = None) -> CollocatedState:
+    """Chunked prefill with budget C = setup.chunk tokens per iteration (Sarathi-Serve, DESIGN §4), checked
+    against `planner simulate` (docs/accuracy.md):
+      mean iteration  T = T_dec(B) + λ·T·isl·κ (the prompt-load mixture of _prompt_mix), B = λ·T·osl;
+      TPOT_p          a request's TPOT averages the ~osl iterations of its life L = (osl − 1)·T, so its spread
+                      comes from the Poisson number of prompts prefilled and of decodes joining during L:
+                      Var = λL·(c/n)² + λ·(2L/3)·T'² + λL·(c/n)·T' with c = isl·κ the iteration time one
+                      prompt adds, T' = dT/dB, n = osl − 1; both feed back (a slower iteration lets more work
+                      in), amplifying the deviation by 1/(1 − G), G = λ·(osl·T' + c). TPOT_p = T + z·sd;
+      TTFT_p          W_p (the prompt share C − B_p of each iteration as an M/D/1 queue whose service is a
+                      prompt's isl/(C − B_p) of a full-chunk iteration) + ⌈isl/(C − B_p)⌉ chunk iterations;
+                      when whole prompts fit a chunk, at least the iteration in flight (its residual's
+                      p-quantile, longer when it carries prompts) plus the next one, which also carries the
+                      prompts that arrived meanwhile. B_p = B + z·√(B/(1 − G)) (the same feedback).
+    Remaining differences from the simulation: docs/accuracy.md."""
     C, ctx = setup.chunk, isl + osl / 2
-    t = setup.step(StepShape(decode_seqs=1, decode_context=ctx, prefill_tokens=isl, prefill_seq_len=isl)).time_s
-    for _ in range(8):  # T = step(λT·osl decodes, λT·isl prompt tokens): a contraction, converges fast
-        t_new = setup.step(StepShape(rate * t * osl, ctx, min(rate * t * isl, C), isl)).time_s
-        converged = abs(t_new - t) < 1e-3 * t
-        t = t_new
-        if converged:
+    memo: dict = {}
+
+    def step(b: float, p: float) -> float:
+        v = memo.get((b, p))
+        if v is None:
+            v = memo[(b, p)] = setup.step(StepShape(b, ctx, p, isl)).time_s
+        return v
+
+    def fixed_map(t: float) -> float | None:
+        """T = T_dec(B) + λ·T·isl·κ with B = λ·t·osl, κ at t, solved for T; None where the load is unstable."""
+        b = rate * t * osl
+        if C - b <= 0:
+            return None
+        mean, kappa, m, u = _prompt_mix(step, C, isl, rate, b, t)
+        g = rate * isl * kappa
+        if g >= 1 or (u < isl and m >= 1):
+            return None
+        return (mean - rate * t * isl * kappa) / (1 - g)
+
+    # fixed point by secant steps from the single-request iteration (a plain iteration converges only linearly,
+    # at the rate of the load's feedback gain); a step into the unstable region is pulled back halfway
+    t_prev = step(1.0, min(isl, C))
+    if t_guess is not None and t_guess > t_prev and fixed_map(t_guess) is not None:
+        t_prev = t_guess  # the fixed point at a nearby rate (collocated_capacity's bisection)
+    f_prev = (fixed_map(t_prev) or math.inf) - t_prev
+    t, over = t_prev + f_prev, not math.isfinite(f_prev)
+    for _ in range(40):
+        if over:
             break
+        ft = fixed_map(t)
+        for _ in range(8):
+            if ft is not None:
+                break
+            t = (t + t_prev) / 2
+            ft = fixed_map(t)
+        if ft is None:
+            over = True
+            break
+        f = ft - t
+        if abs(f) <= 1e-4 * t:
+            break  # keep the t whose step times are memoised
+        t_new = t - f * (t - t_prev) / (f - f_prev) if f != f_prev else ft
+        t_prev, f_prev, t = t, f, (t_new if math.isfinite(t_new) and t_new > 0 else ft)
+    else:
+        over = True
     b = rate * t * osl
     bp = batch_at_percentile(b, slo.z)
-    t_p = setup.step(StepShape(bp, ctx, min(rate * t * isl, C), isl)).time_s
     share = C - bp
-    if share <= 0 or rate * t * (isl + osl) > C:
-        return CollocatedState(t, b, t_p, math.inf, True)
-    chunk = min(isl, share)
-    t_chunk = setup.step(StepShape(bp, ctx, max(chunk, min(rate * t * isl, C)), isl)).time_s  # carries a prompt
-    wait = md1_wait_percentile(slo.percentile / 100, rate, isl / share * t_chunk)
-    return CollocatedState(t, b, t_p, wait + math.ceil(isl / share) * t_chunk, False)
+    if over or share <= 0 or rate * t * (isl + osl) > C:
+        return CollocatedState(t, b, math.inf, math.inf, True)
+    mean, kappa, m, u = _prompt_mix(step, C, isl, rate, b, t)
+    n = max(osl - 1, 1)
+    # dT/dB over the mixture, by a difference to the batch percentile (prompt-carrying share held fixed)
+    carry = min(1.0, -math.expm1(-m)) if u < C - b else min(m, 1.0)
+    t0, tu = step(b, 0.0), step(b, u)
+    t1 = ((1 - carry) * (step(bp, 0.0) - t0) + carry * (step(bp, u) - tu)) / (bp - b) if bp > b else 0.0
+    c = isl * kappa
+    gain = rate * (t1 * osl + c)
+    if gain >= 1:
+        return CollocatedState(t, b, math.inf, math.inf, True)
+    life = n * t
+    var = rate * life * ((c / n) ** 2 + (2 / 3) * t1 ** 2 + (c / n) * t1)
+    tpot_p = t + max(slo.z, 0.0) * math.sqrt(var) / (1 - gain)
+    # the batch itself: Poisson(b) without feedback; the same feedback widens it to variance b / (1 − G)
+    bp = b + max(slo.z, 0.0) * math.sqrt(b / (1 - gain))
+    share = C - bp
+    if share <= 0:
+        return CollocatedState(t, b, tpot_p, math.inf, True, bp)
+
+    p = slo.percentile / 100
+    # prompts queue for the share C − B_p of each iteration: while they queue, iterations carry full chunks,
+    # so a prompt's service is its isl/share of a full-chunk iteration (M/D/1 at that service time)
+    t_chunk = step(bp, min(isl, share))  # an iteration carrying this prompt (or a chunk of it)
+    wait = md1_wait_percentile(p, rate, isl / share * step(bp, share))
+    ttft = wait + math.ceil(isl / share) * t_chunk
+    if isl < share:
+        t_dec, t_one = step(b, 0.0), step(b, isl)
+        busy = min(1.0, -math.expm1(-m) * t_one / t)  # share of time inside an iteration that carries prompts
+        if busy >= 1 - p:  # residual of the iteration in flight, p-quantile: U(0, t_one) w.p. busy, else U(0, t_dec)
+            r = t_one * (1 - (1 - p) / busy)
+        else:
+            lo, hi = 0.0, t_dec
+            for _ in range(30):
+                mid = (lo + hi) / 2
+                if busy * (1 - mid / t_one) + (1 - busy) * (1 - mid / t_dec) > 1 - p:
+                    lo = mid
+                else:
+                    hi = mid
+            r = hi
+        ttft = max(ttft, wait + r + step(bp, min(share, isl * (1 + rate * r))))
+    return CollocatedState(t, b, tpot_p, ttft, False, bp)
 
 
 def collocated_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capacity:
@@ -220,19 +366,28 @@ def collocated_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capac
     def why_not(st: CollocatedState) -> str:
         if st.over_budget:
             return "chunk_budget"
-        if batch_at_percentile(st.batch, slo.z) > cap_b:
+        if st.batch_p > cap_b:
             return _kv_binding(setup, cap_b)
         if st.tpot_s > tpot_s:
             return "tpot"
         return "ttft" if st.ttft_s > ttft_s else ""
 
-    floor = collocated_state(setup, isl, osl, slo, 1e-9)
+    solved: dict[float, float] = {}  # rate -> mean iteration time, to start the next fixed point nearby
+
+    def state(r: float) -> CollocatedState:
+        near = min(solved, key=lambda x: abs(x - r)) if solved else None
+        st = collocated_state(setup, isl, osl, slo, r, solved.get(near))
+        if not st.over_budget:
+            solved[r] = st.iteration_s
+        return st
+
+    floor = state(1e-9)
     if why_not(floor):
         return Capacity(0.0, floor.ttft_s * 1e3, floor.tpot_s * 1e3, 0.0, "slo_floor")
     hi = setup.chunk / ((isl + osl) * floor.iteration_s)
-    rate = _max_rate(lambda r: not why_not(collocated_state(setup, isl, osl, slo, r)), hi)
-    st = collocated_state(setup, isl, osl, slo, rate)
-    binding = why_not(collocated_state(setup, isl, osl, slo, rate * 1.01)) or "chunk_budget"
+    rate = _max_rate(lambda r: not why_not(state(r)), hi)
+    st = state(rate)
+    binding = why_not(state(rate * 1.01)) or "chunk_budget"
     return Capacity(rate, st.ttft_s * 1e3, st.tpot_s * 1e3, st.batch, binding)
 
 

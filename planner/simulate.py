@@ -1,27 +1,35 @@
 """`planner simulate`: a discrete-event simulation of one plan, to check the analytical serving model (DESIGN §4).
 
 What is simulated, per instance of the plan (each instance of a group separately):
-  arrivals   Poisson per request class (deterministic ISL / OSL of the class), or a replayed trace.
-  router     least outstanding work: the entry instance (agg or prefill) that serves the class with the least
-             remaining work, in seconds: remaining prompt tokens · (prefill s/token) + remaining output tokens ·
-             (decode s/token) of everything routed to it; a finished prompt goes to the decode instance with
-             the least remaining output work.
-  engine     continuous batching, one iteration at a time, with the same step-time model as the planner
+  arrivals   Poisson per request class (the class's fixed ISL / OSL), or a replayed trace (load_trace_csv).
+  router     each class's requests go to the instance groups that serve it in the plan's proportions (smooth
+             weighted round robin), then within the group to the instance with the least outstanding work:
+             remaining prompt tokens · (s per prefill token) + remaining output tokens · (s per output token at
+             the batch the plan expects) of everything routed to it. A finished prompt goes the same way to a
+             decode instance (least remaining output tokens). router="round_robin" / "random" replace the
+             within-group choice (random also picks the group at random, by weight): random routing gives each
+             instance Poisson arrivals, the per-instance analytical model's assumption.
+  engine     continuous batching, one iteration at a time, timed by the planner's own step model
              (`Setup.step`). Agg: every running decode plus waiting prompts' tokens up to the chunk budget
-             C − (decodes), FCFS, a prompt may span iterations (chunked prefill, Sarathi / vLLM V1). Prefill:
-             prompts batched up to the chunk budget. Decode: every running sequence.
+             C − (decodes), FCFS, a prompt may span iterations (chunked prefill, Sarathi / vLLM V1 greedy
+             scheduling); a prompt's first token comes at the end of its last chunk's iteration and it decodes
+             from the next one. Prefill: waiting prompts batched up to the budget. Decode: every running sequence.
   KV memory  a request is admitted (FCFS, head of line blocks) when the instance has room for its whole KV
-             (isl + osl tokens; isl on a prefill instance, held until the hand-off ends) and fewer than
-             max_num_seqs·dp sequences: the same capacity the planner's max_batch uses, without preemption.
-  P/D        when a prompt's last chunk finishes on a prefill instance its KV ships to a decode instance
+             (isl + osl tokens; isl on a prefill instance, held until its hand-off ends) and fewer than
+             max_num_seqs·dp sequences run: the capacity the planner's max_batch uses, without preemption.
+             A request larger than every instance's KV is dropped.
+  P/D        when a prompt's last chunk ends on a prefill instance its KV ships to a decode instance
              (serving.kv_handoff_s); the first token counts as out when the hand-off ends.
 Metrics: TTFT = first token − arrival; TPOT = (finish − first token) / (osl − 1) (0 for osl = 1); a request
-attains the SLO when it meets both. The first 10% of arrivals are warm-up and left out of the statistics.
+attains the SLO when it meets both of its class's. The first 10% of arrivals are warm-up, left out of the
+statistics; requests unfinished max(60 s, duration) after the last arrival count as dropped (and as misses).
 Goodput = measured requests meeting both SLOs per second of the measured arrival window; utilisation = busy
-(iterating) time over that window.
+(iterating) time over that window (a decode keeps an engine busy for its whole life).
 
-Speed: one Python step per engine iteration (never per token); iteration times are memoised per instance
-type on (decode batch, mean decode context rounded to 64 tokens, prefill tokens, prompt length rounded to 16).
+Speed: one Python step per engine iteration (never per token; decode completions sit in a heap keyed by the
+iteration they end on); iteration times are memoised per instance type on (decode batch, mean decode context
+rounded to 64 tokens, prefill tokens (exact below 256, else rounded to 16), prompt length rounded to 16).
+benchmarks/simulate_speed.py: 100k requests in 1-2 s at fixed lengths, ~4 s with lognormal lengths.
 """
 
 from __future__ import annotations
@@ -41,9 +49,12 @@ from planner.errors import PlannerInputError
 WARMUP_FRACTION = 0.10  # leading share of arrivals left out of the statistics
 CTX_BUCKET = 64  # decode context rounding of the iteration-time cache (tokens)
 PROMPT_BUCKET = 16  # prompt-length rounding of the iteration-time cache (tokens)
+PREFILL_BUCKET = 16  # prefill-token rounding of the cache from 256 tokens up (below: exact)
 DRAIN_MIN_S = 60.0  # after the last arrival the simulation runs on at most max(this, duration) seconds
 
 AGG, PREFILL, DECODE = 0, 1, 2
+ROUTERS = ("least_work", "round_robin", "random")
+LEAST_WORK, ROUND_ROBIN, RANDOM = 0, 1, 2
 _ROLES = {"agg": AGG, "prefill": PREFILL, "decode": DECODE}
 _ROLE_NAMES = {v: k for k, v in _ROLES.items()}
 _INF = math.inf
@@ -83,6 +94,7 @@ class InstanceResult:
 class SimResult:
     model: str
     plan_rank: int
+    router: str  # least_work | round_robin | random
     rate_rps: float  # offered load (all classes)
     duration_s: float  # arrival window simulated
     seed: int
@@ -97,6 +109,7 @@ class SimResult:
     attainment: float  # fraction of measured requests meeting both SLOs
     goodput_rps: float
     predicted_goodput_rps: float  # the plan's analytical goodput, for comparison
+    predicted: dict = field(default_factory=dict)  # the plan's predicted p-th percentile {"ttft_ms", "tpot_ms"}
     per_class: dict[str, ClassResult] = field(default_factory=dict)
     instances: list[InstanceResult] = field(default_factory=list)
     wall_s: float = 0.0
@@ -168,6 +181,22 @@ def load_trace_csv(path) -> list[tuple[float, int, int, str | None]]:
                                 "and one row per request)")
     rows.sort(key=lambda r: r[0])
     return rows
+
+
+def load_plan_json(path) -> dict:
+    """The JSON document `planner optimize --format json` wrote (PlannerInputError if unreadable)."""
+    import json
+
+    p = Path(path)
+    if not p.is_file():
+        raise PlannerInputError(f"{path}: plan file not found")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PlannerInputError(f"{path}: not JSON ({e})") from None
+    if not isinstance(doc, dict) or "plans" not in doc:
+        raise PlannerInputError(f"{path}: expected the output of `planner optimize --format json` (no 'plans')")
+    return doc
 
 
 # ---- the plan, rebuilt -------------------------------------------------------------------------------------
@@ -296,9 +325,6 @@ class _Engine:
         self.cur_dec = self.cur_ptoks = 0
         self.wp = self.wd = 0.0
 
-    def work(self) -> float:
-        return self.prompt_rem * self.wp + self.out_rem * self.wd
-
     def start(self, now, sim):
         """Begin the next iteration (admission, then the batch), or go idle."""
         role = self.role
@@ -347,10 +373,11 @@ class _Engine:
             self.busy = False
             return
         cb = (self.sum_ctx + n_dec * (CTX_BUCKET // 2)) // (n_dec * CTX_BUCKET) if n_dec else 0
-        key = (n_dec, cb, ptoks, pb)
+        pk = ptoks if ptoks < 256 else (ptoks + PREFILL_BUCKET // 2) // PREFILL_BUCKET * PREFILL_BUCKET
+        key = (n_dec, cb, pk, pb)
         dt = self.times.get(key)
         if dt is None:
-            dt = self.times[key] = self._step(n_dec, cb, ptoks, pb)
+            dt = self.times[key] = self._step(n_dec, cb, pk, pb)
         self.prompt_rem -= ptoks
         self.cur_dec = n_dec
         self.cur_ptoks = ptoks
@@ -421,19 +448,29 @@ class _Engine:
 
 
 class _GroupPicker:
-    """Splits one class's requests over the instance groups that serve it in the plan's proportions
-    (smooth weighted round robin, deterministic); the router then takes the least-loaded instance of the group."""
-    __slots__ = ("groups", "weights", "current", "total")
+    """Splits one class's requests over the instance groups that serve it in the plan's proportions (smooth
+    weighted round robin, or weighted random for router="random"), then picks the instance within the group:
+    least outstanding work, round robin, or uniformly at random."""
+    __slots__ = ("groups", "weights", "current", "total", "mode", "rng", "next")
 
-    def __init__(self, groups):
+    def __init__(self, groups, mode: int, rng):
         self.groups = [m for _, m in groups]
         self.weights = [w for w, _ in groups]
         self.current = [0.0] * len(groups)
         self.total = sum(self.weights)
+        self.mode, self.rng = mode, rng
+        self.next = [0] * len(groups)
 
-    def pick(self):
+    def group(self) -> int:
         if len(self.groups) == 1:
-            return self.groups[0]
+            return 0
+        if self.mode == RANDOM:
+            x = self.rng.random() * self.total
+            for i, w in enumerate(self.weights):
+                x -= w
+                if x < 0:
+                    return i
+            return len(self.weights) - 1
         cur = self.current
         best = 0
         for i, w in enumerate(self.weights):
@@ -441,11 +478,40 @@ class _GroupPicker:
             if cur[i] > cur[best]:
                 best = i
         cur[best] -= self.total
-        return self.groups[best]
+        return best
+
+    def choose(self, need: int, need_prefill: int, work):
+        """An instance of the next group that can hold the request's KV (`need` tokens, `need_prefill` on a
+        prefill instance); None if none can."""
+        g = self.group()
+        members = self.groups[g]
+        if self.mode != LEAST_WORK:
+            if self.mode == ROUND_ROBIN:
+                e = members[self.next[g] % len(members)]
+                self.next[g] += 1
+            else:
+                e = members[int(self.rng.random() * len(members))]
+            if (need_prefill if e.role == PREFILL else need) <= e.kv_cap:
+                return e
+        best, bw = None, _INF
+        for e in members:
+            if (need_prefill if e.role == PREFILL else need) <= e.kv_cap:
+                w = work(e)
+                if w < bw:
+                    best, bw = e, w
+        return best
 
 
-def _rates(plan, classes, rate_rps):
-    """Offered rate per class: the plan's goodput (or `rate_rps`) split as the plan routes load to entry
+def _entry_work(e) -> float:
+    return e.prompt_rem * e.wp + e.out_rem * e.wd
+
+
+def _decode_work(e) -> float:
+    return e.out_rem
+
+
+def _rates(plan: dict, classes: list[_Class], rate_rps: float | None) -> dict[str, float]:
+    """Offered rate per class: the plan's goodput (or `rate_rps`) split as the plan routes load to its entry
     (agg / prefill) instances."""
     served = {c.name: 0.0 for c in classes}
     for inst in plan.get("instances", []):
@@ -455,15 +521,16 @@ def _rates(plan, classes, rate_rps):
                     served[s] += float(r)
     total = sum(served.values())
     goal = float(plan.get("goodput_rps") or 0.0) if rate_rps is None else float(rate_rps)
-    if goal <= 0 or not math.isfinite(goal):
-        raise PlannerInputError(f"--rate: must be positive, got {goal:g}" if rate_rps is not None else
-                                "plan: goodput_rps is 0; give --rate")
+    if not goal > 0 or not math.isfinite(goal):
+        raise PlannerInputError(f"--rate: must be a positive number, got {goal:g}" if rate_rps is not None else
+                                "plan: goodput_rps is 0 (nothing to simulate); give --rate")
     if total <= 0:
         return {c.name: goal / len(classes) for c in classes}
-    return {s: goal * v / total for s, v in served.items()}
+    return {name: goal * v / total for name, v in served.items()}
 
 
-def _poisson(rates: dict, classes, duration_s: float, seed: int):
+def _poisson(rates: dict, classes: list[_Class], duration_s: float, seed: int):
+    """Merged Poisson arrivals of every class in [0, duration): (times, class index), sorted (stable)."""
     rng = np.random.default_rng(seed)
     ts, cs = [], []
     for ci, c in enumerate(classes):
@@ -477,11 +544,142 @@ def _poisson(rates: dict, classes, duration_s: float, seed: int):
         t = t[t < duration_s]
         ts.append(t)
         cs.append(np.full(len(t), ci, dtype=np.int64))
-    if not ts:
-        raise PlannerInputError("--rate: no class has a positive rate")
     t, c = np.concatenate(ts), np.concatenate(cs)
     order = np.argsort(t, kind="stable")
     return t[order], c[order]
+
+
+def _trace_arrays(trace, classes: list[_Class]):
+    by_name = {c.name: i for i, c in enumerate(classes)}
+    rows = []
+    for i, row in enumerate(trace):
+        try:
+            t, isl, osl = float(row[0]), int(row[1]), int(row[2])
+        except (TypeError, ValueError, IndexError):
+            raise PlannerInputError(f"trace: row {i + 1} must be (arrival_s, isl, osl[, class]), got {row!r}") from None
+        if not (t >= 0 and math.isfinite(t)) or isl < 1 or osl < 1:
+            raise PlannerInputError(f"trace: row {i + 1} needs arrival_s ≥ 0, isl ≥ 1 and osl ≥ 1, got {row!r}")
+        name = row[3] if len(row) > 3 else None
+        if name in (None, ""):
+            ci = 0
+        elif name in by_name:
+            ci = by_name[name]
+        else:
+            raise PlannerInputError(f"trace: row {i + 1}: class '{name}' is not in the plan's workload "
+                                    f"({', '.join(by_name)})")
+        rows.append((t, isl, osl, ci))
+    if not rows:
+        raise PlannerInputError("trace: no requests")
+    rows.sort(key=lambda r: r[0])
+    arrival = np.array([r[0] for r in rows], dtype=float)
+    isl = np.array([r[1] for r in rows], dtype=np.int64)
+    osl = np.array([r[2] for r in rows], dtype=np.int64)
+    cls = np.array([r[3] for r in rows], dtype=np.int64)
+    return arrival, isl, osl, cls
+
+
+def _engines(groups, classes: list[_Class], mode: int, seed: int):
+    """The plan's instances as engines, and per class the pickers of its entry and decode instances."""
+    import random
+
+    from planner.perf.step import StepShape
+    from planner.serving import kv_handoff_s
+
+    by_name = {c.name: i for i, c in enumerate(classes)}
+    engines: list[_Engine] = []
+    entry: list[list] = [[] for _ in classes]  # per class: (weight, engines of a group) that take new requests
+    exits: list[list] = [[] for _ in classes]  # decode groups
+    tables: dict = {}  # memoised iteration times, shared by identical instance types
+    for g, (role_name, count, setup, load) in enumerate(groups):
+        if count <= 0:
+            continue
+        role = _ROLES[role_name]
+        times = tables.setdefault((setup.gpu.name, setup.par, setup.chunk, setup.skew, setup.engine), {})
+        handoff = None
+        if role == PREFILL:
+            def handoff(isl, setup=setup, memo={}):  # noqa: B006  per-group memo of the KV hand-off time
+                v = memo.get(isl)
+                if v is None:
+                    v = memo[isl] = kv_handoff_s(setup, isl)
+                return v
+        weights = {c.name: float(load.get(c.name, 0) or 0) for c in classes}
+        served = [c for c in classes if weights[c.name] > 0] or classes
+        # the router's speed weights: s per prompt token, s per output token at the batch the plan expects
+        # on this instance (Little's law at its planned load with the TPOT SLO)
+        per_inst = sum(weights[c.name] for c in served) / count
+        isl_m = sum(c.isl for c in served) / len(served)
+        osl_m = sum(c.osl for c in served) / len(served)
+        b_ref = max(1.0, min(setup.engine.max_num_seqs * setup.par.dp,
+                             per_inst * osl_m * min(c.tpot_s for c in served)))
+        wp = setup.step(StepShape(prefill_tokens=setup.chunk, prefill_seq_len=isl_m)).time_s / setup.chunk
+        wd = setup.step(StepShape(decode_seqs=b_ref, decode_context=isl_m + osl_m / 2)).time_s / b_ref
+        label = f"{role_name} {setup.gpu.name} {setup.par.label()}"
+        members = []
+        for k in range(count):
+            e = _Engine(len(engines), f"{label} #{k + 1}", role, g, setup, times, handoff)
+            e.wp = wp if role != DECODE else 0.0
+            e.wd = wd if role != PREFILL else 0.0
+            engines.append(e)
+            members.append(e)
+        for c in served:
+            (exits if role == DECODE else entry)[by_name[c.name]].append((weights[c.name] or 1.0, members))
+    for ci, c in enumerate(classes):
+        if not entry[ci]:
+            raise PlannerInputError(f"plan: no agg or prefill instance serves class '{c.name}'")
+        if any(m[0].role == PREFILL for _, m in entry[ci]) and not exits[ci]:
+            raise PlannerInputError(f"plan: class '{c.name}' has prefill instances but no decode instance")
+    rng = random.Random(seed * 1_000_003 + 17)
+    return engines, [_GroupPicker(x, mode, rng) for x in entry], [_GroupPicker(x, mode, rng) for x in exits]
+
+
+def _run(sim: _Sim, engines: list[_Engine], entry, exits, cls: list[int], horizon: float) -> None:
+    """The event loop: arrivals (in order, outside the heap), iteration ends (1), KV hand-offs landing (2)."""
+    heap = sim.heap
+    heappop = heapq.heappop
+    arrival, isl, osl, need_full, need_pre, finish = (sim.arrival, sim.isl, sim.osl, sim.need_full, sim.need_pre,
+                                                      sim.finish)
+    n = len(arrival)
+    ai = 0
+    while True:
+        t_arr = arrival[ai] if ai < n else _INF
+        if heap and heap[0][0] <= t_arr:
+            t, _, kind, a, b = heappop(heap)
+            if t > horizon:
+                return
+            if kind == 1:
+                engines[a].end(t, sim)
+                continue
+            src = engines[b]  # request a's KV has left prefill engine b
+            src.kv_used -= need_pre[a]
+            src.n_seqs -= 1
+            if not src.busy and src.waiting:
+                src.start(t, sim)
+            if osl[a] <= 1:
+                finish[a] = t
+                continue
+            dst = exits[cls[a]].choose(need_full[a], need_full[a], _decode_work)
+            if dst is None:
+                continue  # no decode instance holds its KV: dropped
+            dst.out_rem += osl[a] - 1
+            dst.routed += 1
+            dst.waiting.append(a)
+            if not dst.busy:
+                dst.start(t, sim)
+            continue
+        if ai >= n:
+            return
+        r = ai
+        ai += 1
+        dst = entry[cls[r]].choose(need_full[r], need_pre[r], _entry_work)
+        if dst is None:
+            continue  # larger than any instance's KV: dropped
+        dst.prompt_rem += isl[r]
+        if dst.role == AGG:
+            dst.out_rem += osl[r]
+        dst.routed += 1
+        dst.waiting.append(r)
+        if not dst.busy:
+            dst.start(t_arr, sim)
 
 
 def _pct(x: np.ndarray) -> dict:
@@ -491,54 +689,38 @@ def _pct(x: np.ndarray) -> dict:
     return {"p50": float(v[0]), "p90": float(v[1]), "p99": float(v[2])}
 
 
-def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = None, duration_s: float = 300.0,
-                  seed: int = 0, trace: list | None = None, calibration=None) -> SimResult:
-    """Simulate plan `rank` of an `optimize --format json` document at `rate_rps` total req/s (default: the
-    plan's goodput, split over classes as the plan routes them) for `duration_s` seconds of Poisson arrivals,
-    or replay `trace` [(arrival_s, isl, osl, class or None), ...] (duration and rate then come from it)."""
-    wall0 = time.perf_counter()
-    from planner.serving import kv_handoff_s
+def _frac(x: np.ndarray) -> float:
+    return float(np.mean(x)) if len(x) else 0.0
 
+
+def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = None, duration_s: float = 300.0,
+                  seed: int = 0, trace: list | None = None, calibration=None,
+                  router: str = "least_work") -> SimResult:
+    """Simulate plan `rank` of a `planner optimize --format json` document.
+
+    Poisson arrivals for `duration_s` seconds at `rate_rps` req/s in total (default: the plan's goodput), split
+    over the classes as the plan routes them; or replay `trace` [(arrival_s, isl, osl, class or None), ...]
+    (then rate and duration come from the trace; a missing class is the workload's first). `router`:
+    least_work (default), round_robin or random within each instance group (groups get the plan's shares).
+    Same inputs and seed give the same result (wall_s aside)."""
+    wall0 = time.perf_counter()
     if not isinstance(plan_json, dict):
         raise PlannerInputError("plan: expected the JSON object written by `planner optimize --format json`")
+    if router not in ROUTERS:
+        raise PlannerInputError(f"--router: expected one of {', '.join(ROUTERS)}, got '{router}'")
     classes = _classes(plan_json)
     plan = _select_plan(plan_json, rank)
     model, groups = _setups(plan_json, plan, calibration)
-    by_name = {c.name: i for i, c in enumerate(classes)}
-    notes: list[str] = []
 
-    # ---- arrivals ----
     if trace is not None:
-        if not trace:
-            raise PlannerInputError("trace: no requests")
-        arr, isl_a, osl_a, cls_a = [], [], [], []
-        for i, row in enumerate(sorted(trace, key=lambda r: r[0])):
-            t, isl, osl = float(row[0]), int(row[1]), int(row[2])
-            name = row[3] if len(row) > 3 else None
-            if name is None or name == "":
-                ci = 0
-            elif name in by_name:
-                ci = by_name[name]
-            else:
-                raise PlannerInputError(f"trace: class '{name}' is not in the plan's workload "
-                                        f"({', '.join(by_name)})")
-            if t < 0 or isl < 1 or osl < 1:
-                raise PlannerInputError(f"trace: row {i + 1} needs arrival_s ≥ 0, isl ≥ 1, osl ≥ 1")
-            arr.append(t)
-            isl_a.append(isl)
-            osl_a.append(osl)
-            cls_a.append(ci)
-        arrival = np.asarray(arr, dtype=float)
-        cls_arr = np.asarray(cls_a, dtype=np.int64)
-        isl_arr, osl_arr = np.asarray(isl_a, dtype=np.int64), np.asarray(osl_a, dtype=np.int64)
-        t_end = float(arrival[-1])
+        arrival, isl_arr, osl_arr, cls_arr = _trace_arrays(trace, classes)
+        t_end = duration = float(arrival[-1])
         span = t_end - float(arrival[0])
         offered = (len(arrival) - 1) / span if span > 0 else 0.0
         rates = {c.name: offered * float(np.mean(cls_arr == i)) for i, c in enumerate(classes)}
-        duration = t_end
     else:
-        if duration_s <= 0 or not math.isfinite(duration_s):
-            raise PlannerInputError(f"--duration-s: must be positive, got {duration_s:g}")
+        if not duration_s > 0 or not math.isfinite(duration_s):
+            raise PlannerInputError(f"--duration-s: must be a positive number of seconds, got {duration_s:g}")
         rates = _rates(plan, classes, rate_rps)
         arrival, cls_arr = _poisson(rates, classes, duration_s, seed)
         isl_arr = np.array([c.isl for c in classes], dtype=np.int64)[cls_arr]
@@ -548,15 +730,17 @@ def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = No
     n = len(arrival)
     n_warm = int(n * WARMUP_FRACTION)
 
-    # KV tokens a request reserves: whole sequence on agg / decode, the prompt on prefill (sliding layers capped)
-    per_tok = model.kv_bytes_per_token(plan_json.get("kv_dtype", "bf16"))
+    # KV tokens a request reserves: its whole sequence on agg / decode instances, its prompt on a prefill one
+    # (sliding-window layers capped at the window, as the planner's memory model counts them)
     kv_dtype = str(plan_json.get("kv_dtype", "bf16"))
+    per_tok = model.kv_bytes_per_token(kv_dtype)
     memo: dict[int, int] = {}
 
     def kv_need(ctx: int) -> int:
         v = memo.get(ctx)
         if v is None:
-            v = memo[ctx] = math.ceil(model.kv_bytes_per_sequence(ctx, kv_dtype) / per_tok) if per_tok else ctx
+            v = memo[ctx] = math.ceil(model.kv_bytes_per_sequence(ctx, kv_dtype) / per_tok - 1e-9) if per_tok \
+                else ctx
         return v
 
     sim = _Sim()
@@ -568,164 +752,49 @@ def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = No
     sim.finish = [_INF] * n
     sim.heap = []
     sim.seq = 0
-    sim.w0 = float(arrival[n_warm]) if n else 0.0
+    sim.w0 = float(arrival[n_warm])
     sim.w1 = t_end
-
-    # ---- engines ----
-    from planner.perf.step import StepShape
-
-    engines: list[_Engine] = []
-    entry: list[list[tuple[float, list[_Engine]]]] = [[] for _ in classes]  # per class: (weight, group's engines)
-    exits: list[list[tuple[float, list[_Engine]]]] = [[] for _ in classes]  # decode groups
-    time_tables: dict = {}
-    for g, (role_name, count, setup, load) in enumerate(groups):
-        if count <= 0:
-            continue
-        role = _ROLES[role_name]
-        key = (setup.gpu.name, setup.par, setup.chunk, setup.skew)
-        times = time_tables.setdefault(key, {})
-        hand = None
-        if role == PREFILL:
-            hmemo: dict[int, float] = {}
-
-            def hand(isl, setup=setup, hmemo=hmemo):
-                v = hmemo.get(isl)
-                if v is None:
-                    v = hmemo[isl] = kv_handoff_s(setup, isl)
-                return v
-        weights = {c.name: float(load.get(c.name, 0) or 0) for c in classes}
-        served = [c for c in classes if weights[c.name] > 0] or classes
-        # speed weights of the least-outstanding-work router: s/token of prefill and of decode at the batch
-        # the plan expects on this instance (Little's law at its planned load, TPOT at the SLO as the bound)
-        per_inst = sum(weights[c.name] for c in served) / count
-        osl_m = sum(c.osl for c in served) / len(served)
-        isl_m = sum(c.isl for c in served) / len(served)
-        b_ref = max(1.0, min(setup.engine.max_num_seqs * setup.par.dp,
-                             per_inst * osl_m * min(c.tpot_s for c in served)))
-        wp = setup.step(StepShape(prefill_tokens=setup.chunk, prefill_seq_len=isl_m)).time_s / setup.chunk
-        wd = setup.step(StepShape(decode_seqs=b_ref, decode_context=isl_m + osl_m / 2)).time_s / b_ref
-        label = f"{role_name} {setup.gpu.name} {setup.par.label()}"
-        members = []
-        for k in range(count):
-            e = _Engine(len(engines), f"{label} #{k + 1}", role, g, setup, times, hand)
-            e.wp = wp if role != DECODE else 0.0
-            e.wd = wd if role != PREFILL else 0.0
-            engines.append(e)
-            members.append(e)
-        for c in served:
-            ci = by_name[c.name]
-            w = weights[c.name] or 1.0
-            (exits if role == DECODE else entry)[ci].append((w, members))
-    for ci, c in enumerate(classes):
-        if not entry[ci]:
-            raise PlannerInputError(f"plan: no agg or prefill instance serves class '{c.name}'")
-        if any(m[0].role == PREFILL for _, m in entry[ci]) and not exits[ci]:
-            raise PlannerInputError(f"plan: class '{c.name}' has prefill instances but no decode instance")
-    entry_rr = [_GroupPicker(x) for x in entry]
-    exit_rr = [_GroupPicker(x) for x in exits]
-
-    # ---- event loop ----
-    cls_l = cls_arr.tolist()
-    heap = sim.heap
-    heappop = heapq.heappop
+    engines, entry, exits = _engines(groups, classes, ROUTERS.index(router), seed)
     horizon = t_end + max(DRAIN_MIN_S, duration)
-    arrival_l = sim.arrival
-    isl_l, osl_l, need_full, need_pre = sim.isl, sim.osl, sim.need_full, sim.need_pre
-    finish, first = sim.finish, sim.first
-    ai = 0
-    while True:
-        t_arr = arrival_l[ai] if ai < n else _INF
-        if heap and heap[0][0] <= t_arr:
-            t, _, kind, a, b = heappop(heap)
-            if t > horizon:
-                break
-            if kind == 1:
-                engines[a].end(t, sim)
-                continue
-            # kind 2: hand-off of request a from prefill engine b lands
-            src = engines[b]
-            src.kv_used -= need_pre[a]
-            src.n_seqs -= 1
-            if not src.busy and src.waiting:
-                src.start(t, sim)
-            if osl_l[a] <= 1:
-                finish[a] = t
-                continue
-            na = need_full[a]
-            best = None
-            for e in exit_rr[cls_l[a]].pick():
-                if na <= e.kv_cap and (best is None or e.out_rem < best.out_rem):
-                    best = e
-            if best is None:
-                continue  # no decode instance can hold it: dropped
-            best.out_rem += osl_l[a] - 1
-            best.routed += 1
-            best.waiting.append(a)
-            if not best.busy:
-                best.start(t, sim)
-            continue
-        if ai >= n:
-            break
-        r = ai
-        ai += 1
-        best = None
-        bw = _INF
-        for e in entry_rr[cls_l[r]].pick():
-            if (need_pre[r] if e.role == PREFILL else need_full[r]) > e.kv_cap:
-                continue
-            w = e.prompt_rem * e.wp + e.out_rem * e.wd
-            if w < bw:
-                best, bw = e, w
-        if best is None:
-            continue  # larger than any instance's KV: dropped
-        best.prompt_rem += isl_l[r]
-        if best.role == AGG:
-            best.out_rem += osl_l[r]
-        best.routed += 1
-        best.waiting.append(r)
-        if not best.busy:
-            best.start(t_arr, sim)
+    _run(sim, engines, entry, exits, cls_arr.tolist(), horizon)
 
-    # ---- statistics ----
-    arr_m = arrival[n_warm:]
-    first_a = np.asarray(first[n_warm:], dtype=float)
-    fin_a = np.asarray(finish[n_warm:], dtype=float)
-    osl_m = osl_arr[n_warm:]
-    cls_m = cls_arr[n_warm:]
-    ttft = first_a - arr_m
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(osl_m > 1, (fin_a - first_a) / np.maximum(osl_m - 1, 1), 0.0)
-    tpot = np.where(np.isfinite(fin_a), tpot, _INF)
-    ttft_lim = np.array([c.ttft_s for c in classes])[cls_m] * (1 + 1e-9)
-    tpot_lim = np.array([c.tpot_s for c in classes])[cls_m] * (1 + 1e-9)
-    ok_ttft, ok_tpot = ttft <= ttft_lim, tpot <= tpot_lim
+    # ---- statistics over the measured requests (the first WARMUP_FRACTION of arrivals left out) ----
+    first = np.asarray(sim.first[n_warm:], dtype=float)
+    fin = np.asarray(sim.finish[n_warm:], dtype=float)
+    osl_m, cls_m = osl_arr[n_warm:], cls_arr[n_warm:]
+    ttft = first - arrival[n_warm:]
+    with np.errstate(invalid="ignore"):
+        tpot = np.where(osl_m > 1, (fin - first) / np.maximum(osl_m - 1, 1), 0.0)
+    done = np.isfinite(fin)
+    tpot = np.where(done, tpot, _INF)
+    ok_ttft = ttft <= np.array([c.ttft_s for c in classes])[cls_m] * (1 + 1e-9)
+    ok_tpot = tpot <= np.array([c.tpot_s for c in classes])[cls_m] * (1 + 1e-9)
     ok = ok_ttft & ok_tpot
-    done = np.isfinite(fin_a)
-    window = max(t_end - sim.w0, 1e-9)
-    m = len(arr_m)
-
-    def frac(x):
-        return float(np.mean(x)) if len(x) else 0.0
-
+    window = t_end - sim.w0
+    if window <= 0:  # a trace whose measured requests all arrive at once: their completion span instead
+        window = max(float(np.max(fin[done])) - sim.w0 if done.any() else 0.0, 1e-9)
+    m = len(ok)
     per_class = {}
     for ci, c in enumerate(classes):
         sel = cls_m == ci
         per_class[c.name] = ClassResult(
             c.name, float(rates.get(c.name, 0.0)), int(sel.sum()), int(done[sel].sum()),
             {"ttft_ms": c.ttft_s * 1e3, "tpot_ms": c.tpot_s * 1e3, "percentile": c.percentile},
-            _pct(ttft[sel]), _pct(tpot[sel & (osl_m > 1)]), frac(ok_ttft[sel]), frac(ok_tpot[sel]), frac(ok[sel]),
-            float(ok[sel].sum()) / window)
+            _pct(ttft[sel]), _pct(tpot[sel & (osl_m > 1)]), _frac(ok_ttft[sel]), _frac(ok_tpot[sel]),
+            _frac(ok[sel]), float(ok[sel].sum()) / window)
     instances = [InstanceResult(e.name, _ROLE_NAMES[e.role], e.gpu, e.group, min(1.0, e.busy_s / window),
                                 e.routed, e.iters, e.dec_sum / e.busy_all if e.busy_all else 0.0,
                                 e.kv_sum / (window * e.kv_cap) if e.kv_cap else 0.0) for e in engines]
+    notes = []
     dropped = int(m - done.sum())
     if dropped:
-        notes.append(f"{dropped} measured requests did not finish (KV too small or still running "
-                     f"{horizon - t_end:.0f} s after the last arrival)")
+        notes.append(f"{dropped} measured requests did not finish: larger than every instance's KV cache, or "
+                     f"still running {horizon - t_end:.0f} s after the last arrival")
     return SimResult(
-        model=model.name, plan_rank=rank, rate_rps=float(offered), duration_s=float(duration), seed=seed,
-        requests=n, measured=m, completed=int(done.sum()), dropped=dropped,
-        ttft_ms=_pct(ttft), tpot_ms=_pct(tpot[osl_m > 1]), ttft_attainment=frac(ok_ttft),
-        tpot_attainment=frac(ok_tpot), attainment=frac(ok), goodput_rps=float(ok.sum()) / window,
-        predicted_goodput_rps=float(plan.get("goodput_rps") or 0.0), per_class=per_class, instances=instances,
-        wall_s=time.perf_counter() - wall0, notes=notes)
+        model=model.name, plan_rank=rank, router=router, rate_rps=float(offered), duration_s=duration, seed=seed,
+        requests=n, measured=m, completed=int(done.sum()), dropped=dropped, ttft_ms=_pct(ttft),
+        tpot_ms=_pct(tpot[osl_m > 1]), ttft_attainment=_frac(ok_ttft), tpot_attainment=_frac(ok_tpot),
+        attainment=_frac(ok), goodput_rps=float(ok.sum()) / window,
+        predicted_goodput_rps=float(plan.get("goodput_rps") or 0.0),
+        predicted={k: float(v) for k, v in (plan.get("predicted") or {}).items()},
+        per_class=per_class, instances=instances, wall_s=time.perf_counter() - wall0, notes=notes)
