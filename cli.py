@@ -33,9 +33,14 @@ class PlanFmt(str, Enum):
 
 
 def _console(stderr: bool = False):
+    """Rich console; when the output is not a terminal (a pipe, a file) tables are laid out 120 wide."""
+    import os
+
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or "COLUMNS" in os.environ else 120
+    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
 def _fail(code: int, message: str) -> None:
@@ -372,7 +377,8 @@ def _print_plans(result, req, launch: bool, out: Optional[Path]) -> None:
 
     from planner.report import launch_for
 
-    c = Console(record=out is not None, highlight=False, soft_wrap=True)
+    c = _console()
+    c.record = out is not None
     cls = ", ".join(f"{k.name}: ISL {k.isl} / OSL {k.osl}" + (f" @ {k.rate_rps:g} req/s" if k.rate_rps else "")
                     + f" (TTFT ≤ {k.slo.ttft_ms:g} ms, TPOT ≤ {k.slo.tpot_ms:g} ms at p{k.slo.percentile:g})"
                     for k in req.classes)
