@@ -265,7 +265,7 @@ def estimate(model: str = typer.Argument(..., help="Bundled name, HF id, our YAM
             + (f"   goodput {goodput:.3g} req/s under {slo}" if slo else ""))
     c.print(f"memory per GPU: {mem.weights_gb:.1f} GB weights + {mem.activations_gb:.1f} GB workspace + "
             f"{mem.kv_cache_gb:.1f} GB KV of {mem.usable_gb:.1f} GB usable → max batch {mem.max_batch}")
-    for title, rows in (("decode iteration", data["breakdown"]), ("prefill (first chunk)", data["prefill_breakdown"])):
+    for title, rows in (("decode iteration", data["breakdown"]), ("iteration carrying a prefill chunk", data["prefill_breakdown"])):
         c.print(_table(title, ["op", "kind", "ms", "share", "bound"],
                        [[r["op"], r["kind"], f"{r['time_ms']:.3f}", f"{r['share']:.0%}", r["bound"]] for r in rows]))
 
@@ -373,8 +373,6 @@ class _progress:
 
 
 def _print_plans(result, req, launch: bool, out: Optional[Path]) -> None:
-    from rich.console import Console
-
     from planner.report import launch_for
 
     c = _console()

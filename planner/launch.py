@@ -111,10 +111,13 @@ def launch_commands(plan: Plan, model: ModelSpec, engine: str, dtype: str, kv_dt
             note = (note + "; " if note else "") + "TRT-LLM disaggregated serving needs trtllm-serve disaggregated " \
                                                    "configs; the flags above size each worker"
         out.append(LaunchCommand(inst.role, engine, inst.count, tuple(argv), note))
+    mixed = disagg and any(i.role == "agg" for i in plan.instances)
     if disagg and engine == "vllm":
         out.append(LaunchCommand("router", engine, 1, ("python3", "-m", "dynamo.frontend", "--http-port", "8000",
                                                        "--router-mode", "kv"),
-                                 "Dynamo frontend: routes to the prefill and decode workers it discovers"))
+                                 "Dynamo frontend: routes to the prefill and decode workers it discovers"
+                                 + ("; put it and the collocated instances behind one load balancer, splitting "
+                                    "traffic as the plan's load_rps says" if mixed else "")))
     elif disagg and engine == "sglang":
         argv = ["python", "-m", "sglang_router.launch_router", "--pd-disaggregation"]
         for inst in plan.instances:
