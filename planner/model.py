@@ -139,19 +139,21 @@ class ModelSpec:
     def norm_params(self) -> int:
         return self.num_layers * 2 * self.hidden_size + self.hidden_size
 
-    @property
-    def total_params(self) -> int:
-        moe = self.num_moe_layers * (self.num_experts * self.expert_params + self.shared_expert_params
+    def _params_with_experts(self, routed_experts: int) -> int:
+        """All parameters, counting `routed_experts` routed experts per MoE layer."""
+        moe = self.num_moe_layers * (routed_experts * self.expert_params + self.shared_expert_params
                                      + self.router_params)
         return (self.embedding_params + self.norm_params + self.num_layers * self.attention_params_per_layer
                 + self.num_dense_layers * self.dense_mlp_params + moe)
 
     @property
+    def total_params(self) -> int:
+        return self._params_with_experts(self.num_experts)
+
+    @property
     def active_params(self) -> int:
-        moe = self.num_moe_layers * (self.experts_per_tok * self.expert_params + self.shared_expert_params
-                                     + self.router_params)
-        return (self.embedding_params + self.norm_params + self.num_layers * self.attention_params_per_layer
-                + self.num_dense_layers * self.dense_mlp_params + moe)
+        """Parameters one token uses: its experts_per_tok routed experts per MoE layer."""
+        return self._params_with_experts(self.experts_per_tok)
 
     @property
     def routed_expert_params_total(self) -> int:
