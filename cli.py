@@ -285,11 +285,13 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
              workload: Optional[str] = typer.Option(None, "--workload", help="isl=2048,osl=256,rate=20 or w.yaml."),
              gpus: Optional[str] = typer.Option(None, "--gpus", help="Fleet: h100_sxm:16,a100_80g:32."),
              budget: Optional[str] = typer.Option(None, "--budget", help="Max $/h, e.g. 120/h."),
-             objective: Optional[str] = typer.Option(None, "--objective", help="goodput (default) or cost."),
-             mode: Optional[str] = typer.Option(None, "--mode", help="auto (default), agg or disagg."),
+             objective: Optional[str] = typer.Option(None, "--objective", help="goodput (default), cost or energy "
+                                                                                  "(min W at the demand)."),
+             mode: Optional[str] = typer.Option(None, "--mode", help="auto (default), agg, disagg, or multiplex "
+                                                                     "(auto + intra-GPU P/D)."),
              engine: Optional[str] = typer.Option(None, "--engine", help="vllm (default), sglang, trtllm."),
              dtype: Optional[str] = typer.Option(None, "--dtype", help="Weight dtype: bf16, fp8, fp4, int4."),
-             kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype", help="KV-cache dtype: bf16 or fp8."),
+             kv_dtype: Optional[str] = typer.Option(None, "--kv-dtype", help="KV-cache dtype: bf16, fp8 or int4."),
              top: Optional[int] = typer.Option(None, "--top", min=1, max=50, help="How many ranked plans."),
              fmt: PlanFmt = typer.Option(PlanFmt.table, "--format"),
              out: Optional[Path] = typer.Option(None, "--out", help="Write the output to FILE."),
@@ -298,6 +300,16 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
              backend: str = typer.Option("highs", "--backend", help="MILP backend: highs or cbc."),
              expert_stats: Optional[Path] = typer.Option(None, "--expert-stats", help="CSV expert,count (MoE)."),
              hwdb_dir: Optional[list[Path]] = typer.Option(None, "--hwdb", help="Extra folder of GPU YAMLs."),
+             power_cap: Optional[str] = typer.Option(None, "--power-cap", help="Board power cap per GPU type, "
+                                                     "h100_sxm=500,b200=700 (W): lower clocks, lower peak FLOPs."),
+             energy: bool = typer.Option(False, "--energy", help="Add watts and joules per output token to every "
+                                                                 "plan."),
+             spec: Optional[str] = typer.Option(None, "--spec", help="Speculative decoding: draft=MODEL,k=4,accept=0.7 "
+                                                "or mtp,k=1,accept=0.8 (k: the most draft tokens tried)."),
+             kv_compression: Optional[float] = typer.Option(None, "--kv-compression", help="P->D KV transfer "
+                                                            "compression ratio R (ships bytes/R)."),
+             link: Optional[str] = typer.Option(None, "--link", help="prefill-decode=100Gbps: P and D pools apart, "
+                                                "joined by one link of that bandwidth (Gbps bits, GBps bytes)."),
              time_limit: float = typer.Option(10.0, "--time-limit", min=0.1, help="Solver time limit, s."),
              report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report."),
              sweep: Optional[str] = typer.Option(None, "--sweep", help="rate=LOW..HIGH[:POINTS]: curves as CSV."),
@@ -308,6 +320,24 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
     from planner.scenario import build_request
 
     extra = dict(backend=backend, time_limit_s=time_limit, extra_hwdb=tuple(hwdb_dir or ()))
+    if power_cap is not None:
+        from planner.energy import parse_power_cap
+
+        extra["power_cap"] = parse_power_cap(power_cap)
+    if energy:
+        extra["energy"] = True
+    if spec is not None:
+        from planner.spec import parse_spec
+
+        extra["spec"] = parse_spec(spec)
+    if kv_compression is not None:
+        from planner.kvtransfer import parse_compression
+
+        extra["kv_compression"] = parse_compression(kv_compression)
+    if link is not None:
+        from planner.kvtransfer import parse_link
+
+        extra["link_gbps"] = parse_link(link)
     if calibration:
         extra["calibration"] = load_calibration(calibration)
     if expert_stats:
@@ -342,7 +372,7 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
         _print_plans(result, req, launch, out)
 
 
-FAMILY_LABEL = {"agg": "agg", "disagg": "P/D", "single_gpu_type": "1-type"}
+FAMILY_LABEL = {"agg": "agg", "disagg": "P/D", "single_gpu_type": "1-type", "multiplex": "mux"}
 
 
 class _progress:
@@ -387,17 +417,23 @@ def _print_plans(result, req, launch: bool, out: Optional[Path]) -> None:
     def inst_text(i) -> str:
         par = f"TP{i.tp}" + (f"·PP{i.pp}" if i.pp > 1 else "") + (f"·EP{i.ep}" if i.ep > 1 else "") + (
             f"·DP{i.dp}" if i.dp > 1 else "")
-        return f"{i.count}× {i.role} {i.gpu} {par}" + (f" C{i.chunk_tokens}" if i.role == "agg" else "")
+        return f"{i.count}× {i.role} {i.gpu} {par}" + (f" C{i.chunk_tokens}" if i.role == "agg" else "") + (
+            f" f{i.sm_fraction:g}" if i.role == "multiplex" else "") + (
+            f" spec k={i.spec_k}" if i.spec_k is not None and i.role != "prefill" else "")
 
     def rows(plans):
         for p in plans:
             yield [FAMILY_LABEL.get(p.family, str(p.rank)), "\n".join(inst_text(i) for i in p.instances),
                    "\n".join(f"{n} {g}" for g, n in sorted(p.gpus.items())), f"{p.goodput_rps:,.2f}",
                    f"{p.tokens_per_s_per_gpu:,.0f}", f"{p.cost_usd_per_h:,.2f}", f"{p.usd_per_million_tokens:,.2f}",
-                   f"{p.predicted['ttft_ms']:,.0f}", f"{p.predicted['tpot_ms']:,.1f}"]
+                   f"{p.predicted['ttft_ms']:,.0f}", f"{p.predicted['tpot_ms']:,.1f}"] + (
+                [f"{p.energy['watts']:,.0f}", f"{p.energy['joules_per_token']:.3g}"] if with_energy else [])
 
     p_label = "/".join(sorted({f"p{k.slo.percentile:g}" for k in req.classes}))
     cols = ["#", "instances", "GPUs", "req/s", "tok/s/GPU", "$/h", "$/Mtok", f"TTFT {p_label}", f"TPOT {p_label}"]
+    with_energy = any(p.energy is not None for p in result.plans + result.family_bests)
+    if with_energy:
+        cols += ["W", "J/tok"]
     for title, plans in (("ranked plans", result.plans), ("best plan of each family", result.family_bests)):
         if plans:
             c.print(_table(title, cols, list(rows(plans)), caption="latencies in ms", no_wrap={"#", "instances", "GPUs"}))
@@ -429,8 +465,10 @@ def simulate(plan: Path = typer.Argument(..., help="JSON from `planner optimize 
              trace: Optional[Path] = typer.Option(None, "--trace", help="CSV arrival_s,isl,osl[,class] to replay."),
              router: str = typer.Option("least_work", "--router", help="least_work, round_robin or random."),
              calibration: Optional[Path] = typer.Option(None, "--calibration", help="YAML from planner calibrate."),
+             arrival: Optional[str] = typer.Option(None, "--arrival", help="poisson or gamma(cv=2): override the "
+                                                                         "plan workload's arrival process."),
              fmt: Fmt = typer.Option(Fmt.table, "--format")):
-    """Discrete-event check of a plan: Poisson (or traced) arrivals, continuous batching, P/D hand-off."""
+    """Discrete-event check of a plan: Poisson, bursty (gamma) or traced arrivals, continuous batching, P/D."""
     from planner.jsonio import canonical_json
     from planner.simulate import load_plan_json, load_trace_csv, simulate_plan
 
@@ -439,8 +477,17 @@ def simulate(plan: Path = typer.Argument(..., help="JSON from `planner optimize 
         from planner.calibrate import load_calibration
 
         cal = load_calibration(calibration)
+    arrival_cv = None
+    if arrival:
+        from planner.workload import parse_arrival
+
+        a = parse_arrival(arrival, "--arrival")
+        if a is not None and a.kind == "trace":
+            raise _bad("--arrival: give a trace with --trace (arrival_s,isl,osl[,class])")
+        arrival_cv = 1.0 if a is None else a.cv
     res = simulate_plan(load_plan_json(plan), rank=plan_rank, rate_rps=rate, duration_s=duration_s, seed=seed,
-                        trace=load_trace_csv(trace) if trace else None, calibration=cal, router=router)
+                        trace=load_trace_csv(trace) if trace else None, calibration=cal, router=router,
+                        arrival_cv=arrival_cv)
     if fmt == Fmt.json:
         _emit(canonical_json(res.to_json()))
         return

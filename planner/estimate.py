@@ -50,16 +50,29 @@ class Setup:
     kv_dtype: str = "bf16"
     chunk_tokens: int = 0  # 0 -> the engine's default token budget
     skew: float = 1.0  # extra MoE load imbalance from skewed routing (solvers.experts), ≥ 1
+    spec: object = None  # planner.spec.Speculation (k fixed) or None: no speculative decoding
+    kv_compression: float = 1.0  # P -> D KV transfer ships kv_bytes / kv_compression (KVServe-style codecs)
 
     @property
     def chunk(self) -> int:
         return self.chunk_tokens or self.engine.default_chunk_tokens
 
     def memory(self, context_tokens: float) -> MemoryBreakdown:
+        if self.spec is not None:  # the drafter's weights and KV share every GPU (planner/spec.py)
+            from planner.spec import extra_memory
+
+            w, kv = extra_memory(self.spec, self.dtype, self.kv_dtype)
+            return memory_breakdown(self.model, self.gpu, self.par, dtype=self.dtype, kv_dtype=self.kv_dtype,
+                                    context_tokens=context_tokens, chunk_tokens=self.chunk, engine=self.engine,
+                                    extra_weight_bytes=w, extra_kv_bytes_per_token=kv)
         return memory_breakdown(self.model, self.gpu, self.par, dtype=self.dtype, kv_dtype=self.kv_dtype,
                                 context_tokens=context_tokens, chunk_tokens=self.chunk, engine=self.engine)
 
     def step(self, shape: StepShape) -> StepTime:
+        if self.spec is not None and shape.decode_seqs > 0:  # time per output token (planner/spec.py)
+            from planner.spec import speculative_step
+
+            return speculative_step(self, shape)
         return step_time(self.model, self.gpu, self.par, shape, engine=self.engine, dtype=self.dtype,
                          kv_dtype=self.kv_dtype, skew=self.skew)
 

@@ -91,15 +91,63 @@ def _trtllm(model: ModelSpec, inst: InstancePlan, dtype: str, kv_dtype: str, max
             "--max_num_tokens", str(inst.chunk_tokens), "--max_seq_len", str(max_model_len)]
 
 
+def _spec_flags(spec, k: int, model: ModelSpec, engine: str) -> tuple[list[str], str]:
+    """Speculative decoding at depth k (planner/spec.py): (flags, note). vLLM `--speculative-config '<json>'`
+    (facts.md §3.3; keys model / method / num_speculative_tokens); SGLang `--speculative-algorithm` STANDALONE
+    (draft model) or EAGLE (DeepSeek's MTP / NextN head) with a chain of k steps, top-k 1, k + 1 draft tokens."""
+    if engine == "vllm":
+        conf = {"method": "deepseek_mtp" if "deepseek" in model.name.lower() else "mtp", "num_speculative_tokens": k} \
+            if spec.method == "mtp" else {"model": _draft_id(spec.draft), "method": "draft_model",
+                                          "num_speculative_tokens": k}
+        return ["--speculative-config", json.dumps(conf, separators=(",", ":"))], ""
+    if engine == "sglang":
+        algo = ["--speculative-algorithm", "EAGLE"] if spec.method == "mtp" else [
+            "--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path", _draft_id(spec.draft)]
+        return algo + ["--speculative-num-steps", str(k), "--speculative-eagle-topk", "1",
+                       "--speculative-num-draft-tokens", str(k + 1)], ""
+    return [], f"speculative decoding with k={k}: set it in the TRT-LLM speculative_config (not a trtllm-serve flag)"
+
+
+def _draft_id(draft: str) -> str:
+    """A bundled model's HF id, else the name or path as given."""
+    from planner.model import load_model
+
+    try:
+        return load_model(draft).hf_id or draft
+    except Exception:  # noqa: BLE001  a path the launch host resolves
+        return draft
+
+
+def _kv_note(kv_dtype: str) -> str:
+    if kv_dtype != "int4":
+        return ""
+    return ("int4 KV cache: vLLM and SGLang ship fp8 KV at most; run an engine with a 4-bit KV cache (LMDeploy "
+            "--quant-policy 4, QServe) for the modelled memory and bandwidth")
+
+
 def launch_commands(plan: Plan, model: ModelSpec, engine: str, dtype: str, kv_dtype: str, max_model_len: int,
-                    scaleup_domain: dict[str, int]) -> list[LaunchCommand]:
+                    scaleup_domain: dict[str, int], spec=None) -> list[LaunchCommand]:
     """One command per instance group (+ the P/D router for a disaggregated plan)."""
     out = []
-    disagg = any(i.role != "agg" for i in plan.instances)
+    disagg = any(i.role in ("prefill", "decode") for i in plan.instances)
     build = {"vllm": _vllm, "sglang": _sglang, "trtllm": _trtllm}[engine]
     for inst in plan.instances:
         argv = build(model, inst, dtype, kv_dtype, max_model_len)
         note = _multi_node_note(inst, scaleup_domain[inst.gpu], engine)
+        if spec is not None and inst.spec_k:  # --spec: the depth the optimiser chose for this instance type
+            flags, spec_note = _spec_flags(spec, inst.spec_k, model, engine)
+            argv += flags
+            note = "; ".join(x for x in (note, spec_note) if x)
+        if _kv_note(kv_dtype):
+            note = "; ".join(x for x in (note, _kv_note(kv_dtype)) if x)
+        if inst.role == "multiplex":  # intra-GPU P/D: one collocated-looking server per instance
+            out.append(LaunchCommand(inst.role, engine, inst.count, tuple(argv), (note + "; " if note else "") + (
+                f"intra-GPU P/D multiplexing with prefill on {inst.sm_fraction:.0%} of the SMs: neither vLLM nor "
+                "SGLang has an upstream SM-partition flag — run a multiplexing engine (semi-PD, an SGLang fork "
+                "with SM-partitioned prefill/decode workers sharing weights and KV; DuetServe; Nexus) with that "
+                "split; the flags above size the instance (as collocated vLLM/SGLang it would run as "
+                "chunked prefill instead)")))
+            continue
         if inst.role != "agg" and engine == "vllm":  # Dynamo workers carry the vLLM flags
             argv = ["python3", "-m", "dynamo.vllm", "--model", model.hf_id] + argv[3:] + [
                 "--disaggregation-mode", inst.role, "--kv-transfer-config", NIXL]
@@ -111,7 +159,7 @@ def launch_commands(plan: Plan, model: ModelSpec, engine: str, dtype: str, kv_dt
             note = (note + "; " if note else "") + "TRT-LLM disaggregated serving needs trtllm-serve disaggregated " \
                                                    "configs; the flags above size each worker"
         out.append(LaunchCommand(inst.role, engine, inst.count, tuple(argv), note))
-    mixed = disagg and any(i.role == "agg" for i in plan.instances)
+    mixed = disagg and any(i.role in ("agg", "multiplex") for i in plan.instances)
     if disagg and engine == "vllm":
         out.append(LaunchCommand("router", engine, 1, ("python3", "-m", "dynamo.frontend", "--http-port", "8000",
                                                        "--router-mode", "kv"),

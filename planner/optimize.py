@@ -31,8 +31,8 @@ class Request:
     classes: tuple[RequestClass, ...]
     inventory: dict | None = None  # GPU type -> GPUs available; None -> default fleet
     budget_usd_per_h: float | None = None
-    objective: str = "goodput"  # goodput | cost
-    mode: str = "auto"  # auto | agg | disagg
+    objective: str = "goodput"  # goodput | cost | energy
+    mode: str = "auto"  # auto | agg | disagg | multiplex (auto's instance types + intra-GPU P/D ones)
     engine: str = "vllm"
     dtype: str = "bf16"
     kv_dtype: str = "bf16"
@@ -40,10 +40,14 @@ class Request:
     backend: str = "highs"
     time_limit_s: float = 10.0
     max_gpus_per_instance: int = 64
-    link_gbps: float | None = None
+    link_gbps: float | None = None  # --link prefill-decode=…: one P <-> D link of this many GB/s (pools apart)
     expert_loads: tuple[float, ...] | None = None  # measured per-expert counts; None -> Zipf default
     extra_hwdb: tuple = ()
     calibration: object = None  # planner.calibrate.Calibration
+    power_cap: dict | None = None  # GPU type -> board power cap, W (planner.energy: lower SM clock)
+    energy: bool = False  # add watts and J/token to every plan (implied by objective energy / power_cap)
+    spec: object = None  # planner.spec.SpecConfig: speculative decoding (--spec), k chosen per instance type
+    kv_compression: float = 1.0  # --kv-compression: P -> D KV transfer ships kv_bytes / this
 
 
 @dataclass
@@ -62,7 +66,7 @@ def _fleet(req: Request) -> tuple[list, dict | None, list[str]]:
     notes = []
     inventory = req.inventory
     if inventory is None:
-        if req.objective == "cost":
+        if req.objective in ("cost", "energy"):
             names = DEFAULT_COST_GPUS
             notes.append(f"no --gpus given: choosing freely among {', '.join(names)} (unlimited)")
         else:
@@ -75,7 +79,17 @@ def _fleet(req: Request) -> tuple[list, dict | None, list[str]]:
         inventory = {g.name: inventory[n] for g, n in zip(gpus, names)}
     if req.calibration is not None:
         gpus = [req.calibration.apply_gpu(g) for g in gpus]
+    if req.power_cap:
+        from planner.energy import apply_power_caps
+
+        gpus, cap_notes = apply_power_caps(gpus, req.power_cap, req.extra_hwdb)
+        notes += cap_notes
     return gpus, inventory, notes
+
+
+def wants_energy(req: Request) -> bool:
+    """Watts and J/token in the plans: asked for, or implied by --objective energy / --power-cap."""
+    return bool(req.energy or req.objective == "energy" or req.power_cap)
 
 
 # Default routing skew when no expert statistics are given: Zipf exponent 0.5 over the experts (an assumption,
@@ -104,17 +118,30 @@ def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[st
               gpu) -> InstancePlan:
     util = sum(r / (count * c.capacity[s].rate_rps) for s, r in load.items() if r > 0)
     setup = Setup(req.model, gpu, c.par, _engine(req).for_gpu(gpu), req.dtype, req.kv_dtype, c.chunk_tokens, c.skew)
+    if c.spec_k or req.kv_compression != 1.0:  # speculation at the chosen depth; compressed KV hand-off
+        from planner.spec import resolve
+
+        setup = replace(setup, spec=resolve(req.spec, req.model, c.par, c.spec_k or 0, gpu.scaleup_domain_gpus),
+                        kv_compression=req.kv_compression)
     ttft = tpot = 0.0
     for s, r in sorted(load.items()):
         if r <= 0:
             continue
         cls = classes[s]
         # an instance at load fraction u serves class s like class s alone at u · capacity_s
-        a, b = latency_at(setup, c.role, cls.isl, cls.osl, cls.slo, util * c.capacity[s].rate_rps, req.link_gbps)
+        if c.role == "multiplex":
+            from planner.multiplex import multiplex_latency
+
+            a, b = multiplex_latency(setup, c.sm_fraction, cls.isl, cls.osl, cls.slo, util * c.capacity[s].rate_rps,
+                                     cls.arrival_ca2)
+        else:
+            a, b = latency_at(setup, c.role, cls.isl, cls.osl, cls.slo, util * c.capacity[s].rate_rps,
+                              req.link_gbps, cls.arrival_ca2)
         ttft, tpot = max(ttft, a), max(tpot, b)
     bindings = sorted({c.capacity[s].binding for s, r in load.items() if r > 0})
     return InstancePlan(c.role, c.gpu, count, c.par.tp, c.par.pp, c.par.ep, c.par.dp, c.max_batch, c.chunk_tokens,
-                        {s: r for s, r in load.items() if r > 0}, util, ttft, tpot, ",".join(bindings), c.skew)
+                        {s: r for s, r in load.items() if r > 0}, util, ttft, tpot, ",".join(bindings), c.skew,
+                        sm_fraction=c.sm_fraction, spec_k=c.spec_k)
 
 
 def _engine(req: Request):
@@ -125,34 +152,64 @@ def _engine(req: Request):
 
 
 def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request, gpus: dict) -> Plan:
+    if req.objective == "energy":  # the MILP's "cost" was watts: the plan's $/h from its instances
+        sol = replace(sol, cost_usd_per_h=sum(n * cands[k].cost_usd_per_h for k, n in sol.counts.items()))
     classes = {c.name: c for c in req.classes}
     instances = []
     for name, count in sorted(sol.counts.items()):
         c = cands[name]
         load = {s: sol.routing.get((name, s), 0.0) for s in classes}
         instances.append(_instance(c, count, load, classes, req, gpus[c.gpu]))
-    instances.sort(key=lambda i: ({"agg": 0, "prefill": 1, "decode": 2}[i.role], i.gpu, -i.count))
-    served = {s: sum(sol.routing.get((n, s), 0.0) for n in sol.counts if cands[n].role in ("agg", "prefill"))
-              for s in classes}
+    instances.sort(key=lambda i: ({"agg": 0, "prefill": 1, "decode": 2, "multiplex": 3}[i.role], i.gpu, -i.count))
+    served = {s: sum(sol.routing.get((n, s), 0.0) for n in sol.counts
+                     if cands[n].role in ("agg", "prefill", "multiplex")) for s in classes}
     goodput = sum(served.values())
     tokens = sum(served[s] * classes[s].osl for s in classes)
     n_gpus = sum(sol.gpus.values())
     roles = {i.role for i in instances}
     mode = "agg" if roles == {"agg"} else ("disagg" if "agg" not in roles else "mixed")
+    if "multiplex" in roles:  # intra-GPU P/D (--mode multiplex)
+        mode = "multiplex" if roles == {"multiplex"} else "mixed"
     loaded = [i for i in instances if i.load_rps]
     predicted = {"ttft_ms": max((i.ttft_ms for i in loaded), default=0.0),
                  "tpot_ms": max((i.tpot_ms for i in loaded), default=0.0)}
     inst_bind = sorted({b for i in loaded for b in i.binding.split(",") if b})
     binding = _binding_text(sol, req) + (f"; each instance limited by {'/'.join(inst_bind)}" if inst_bind else "")
     usd_per_m = sol.cost_usd_per_h / (tokens * 3600) * 1e6 if tokens > 0 else 0.0
-    return Plan(rank, sol.family, mode, goodput, tokens, tokens / n_gpus if n_gpus else 0.0, sol.cost_usd_per_h,
+    plan = Plan(rank, sol.family, mode, goodput, tokens, tokens / n_gpus if n_gpus else 0.0, sol.cost_usd_per_h,
                 usd_per_m, dict(sol.gpus), tuple(instances), predicted, binding)
+    return _with_energy(plan, sol, cands, req, gpus) if wants_energy(req) else plan
+
+
+def _energy_setup(c: Candidate, req: Request, gpu) -> Setup:
+    """The instance's Setup as `_instance` builds it (keep the two in step)."""
+    setup = Setup(req.model, gpu, c.par, _engine(req).for_gpu(gpu), req.dtype, req.kv_dtype, c.chunk_tokens, c.skew)
+    if getattr(c, "spec_k", 0) or getattr(req, "kv_compression", 1.0) != 1.0:
+        from planner.spec import resolve
+
+        setup = replace(setup, spec=resolve(req.spec, req.model, c.par, c.spec_k or 0, gpu.scaleup_domain_gpus),
+                        kv_compression=req.kv_compression)
+    return setup
+
+
+def _with_energy(plan: Plan, sol, cands: dict[str, Candidate], req: Request, gpus: dict) -> Plan:
+    """The plan with its fleet power at the routed load and J per output token (planner/energy.py)."""
+    from planner.energy import instance_watts, plan_energy
+
+    classes = {c.name: c for c in req.classes}
+    watts = 0.0
+    for name, count in sorted(sol.counts.items()):
+        c = cands[name]
+        per_instance = {s: sol.routing.get((name, s), 0.0) / count for s in classes}
+        caps = {s: cap.rate_rps for s, cap in c.capacity.items()}
+        watts += count * instance_watts(_energy_setup(c, req, gpus[c.gpu]), c.role, per_instance, classes, caps)
+    return replace(plan, energy=plan_energy(watts, plan.tokens_per_s).to_json())
 
 
 def _covers_every_class(cands: list[Candidate], classes) -> bool:
     """Each class needs some instance type that can prefill it and some that can decode it within its SLO."""
     def able(c, s, role):
-        return c.capacity[s].rate_rps > 0 and c.role in ("agg", role)
+        return c.capacity[s].rate_rps > 0 and c.role in ("agg", "multiplex", role)
 
     return all(any(able(c, k.name, "prefill") for c in cands) and any(able(c, k.name, "decode") for c in cands)
                for k in classes)
@@ -167,6 +224,8 @@ def _binding_text(sol, req: Request) -> str:
             parts.append(f"inventory of {gpu}")
         elif family == "budget":
             parts.append(f"budget ${req.budget_usd_per_h:g}/h")
+        elif family == "kv_link":
+            parts.append(f"prefill -> decode link {req.link_gbps:g} GB/s")
         elif family == "max_alpha":
             parts.append("demand fully served")
         elif family:
@@ -213,24 +272,46 @@ def _no_candidate_reason(req: Request, gpus: list, evaluated: list[Candidate]) -
                            binding="ttft_slo", hint=f"relax --slo ttft to ≥ {st.ttft_s * 1.1:.2f}s or shorten prompts")
 
 
+def _watts_at_capacity(req: Request, gpus: dict):
+    """--objective energy: the MILP's cost objective (min Σ cost_i·x_i at the demand) with each instance type's
+    power at its SLO capacity (planner.energy.full_load_watts) in place of $/h. Charging every instance its
+    full-load power makes the objective an upper estimate of the fleet's watts; instances the MILP buys run
+    close to full load, and the plans report their watts at the routed load."""
+    from planner.energy import full_load_watts
+
+    return lambda c: full_load_watts(_energy_setup(c, req, gpus[c.gpu]), c.role, list(req.classes), c.capacity)
+
+
 def optimize(req: Request, progress=None) -> Result:
     """`progress(stage, done, total)`, when given, hears how the search advances (the CLI draws a bar)."""
     from solvers import InstanceType, MixProblem, solve_mix
     from solvers import RequestClass as SolverClass
 
     t0 = time.perf_counter()
-    if req.objective not in ("goodput", "cost"):
-        raise PlannerInputError(f"--objective: expected goodput or cost, got '{req.objective}'")
-    if req.mode not in ("auto", "agg", "disagg"):
-        raise PlannerInputError(f"--mode: expected auto, agg or disagg, got '{req.mode}'")
+    if req.objective not in ("goodput", "cost", "energy"):
+        raise PlannerInputError(f"--objective: expected goodput, cost or energy, got '{req.objective}'")
+    if req.objective == "energy" and any(c.rate_rps <= 0 for c in req.classes):
+        raise PlannerInputError("--workload: rate is required for --objective energy (the demand to serve)")
+    if req.objective == "energy" and req.budget_usd_per_h is not None:
+        raise PlannerInputError("--budget: not supported with --objective energy (the MILP's cost row carries "
+                                "watts there); compare with --objective cost instead")
+    if req.mode not in ("auto", "agg", "disagg", "multiplex"):
+        raise PlannerInputError(f"--mode: expected auto, agg, disagg or multiplex, got '{req.mode}'")
     if req.objective == "cost" and any(c.rate_rps <= 0 for c in req.classes):
         raise PlannerInputError("--workload: rate is required for --objective cost (the demand to serve)")
+    if req.spec is not None:  # a draft that cannot serve this model is bad input, not an empty search
+        from planner.spec import check_config
+
+        check_config(req.spec, req.model)
+    if req.kv_compression < 1:
+        raise PlannerInputError(f"--kv-compression: expected a ratio ≥ 1, got {req.kv_compression:g}")
     gpus, inventory, notes = _fleet(req)
     req = replace(req, inventory=inventory)  # canonical GPU names, default fleet resolved
     engine = _engine(req)
     eps = {p.ep for g in gpus for p in parallel_configs(req.model, g.scaleup_domain_gpus, req.max_gpus_per_instance)}
     space = SearchSpace(req.model, engine, req.dtype, req.kv_dtype, req.mode, req.max_gpus_per_instance,
-                        link_gbps=req.link_gbps, expert_skew=expert_skew(req.model, eps, req.expert_loads))
+                        link_gbps=req.link_gbps, expert_skew=expert_skew(req.model, eps, req.expert_loads),
+                        spec=req.spec, kv_compression=req.kv_compression)
     evaluated, cands = enumerate_candidates(
         space, gpus, list(req.classes), inventory,
         progress=(lambda d, t: progress("evaluating instance types", d, t)) if progress else None)
@@ -238,21 +319,25 @@ def optimize(req: Request, progress=None) -> Result:
         raise _no_candidate_reason(req, gpus, evaluated)
     by_name = {c.name: c for c in cands}
     gpu_by_name = {g.name: g for g in gpus}
-    link = lambda g: (req.link_gbps or g.scaleout_bw_gbps) * 1e9  # noqa: E731  bytes/s per GPU, P -> D
+    link = lambda g: g.scaleout_bw_gbps * 1e9  # noqa: E731  bytes/s per GPU, P -> D (--link: kv_link_bytes_per_s)
+    rate_of = _watts_at_capacity(req, gpu_by_name) if req.objective == "energy" else (lambda c: c.cost_usd_per_h)
     types = tuple(InstanceType(
-        name=c.name, gpus={c.gpu: c.gpus}, cost_usd_per_h=c.cost_usd_per_h,
-        roles=frozenset({"prefill", "decode"} if c.role == "agg" else {c.role}),
+        name=c.name, gpus={c.gpu: c.gpus}, cost_usd_per_h=rate_of(c),
+        roles=frozenset({"prefill", "decode"} if c.role in ("agg", "multiplex") else {c.role}),
         capacity_rps={s: cap.rate_rps for s, cap in sorted(c.capacity.items()) if cap.rate_rps > 0},
-        family="agg" if c.role == "agg" else "disagg",
+        family=c.role if c.role in ("agg", "multiplex") else "disagg",
         kv_egress_bytes_per_s=link(gpu_by_name[c.gpu]) * c.gpus if c.role == "prefill" else float("inf"))
         for c in cands)
     demand_given = all(c.rate_rps > 0 for c in req.classes)
     classes = tuple(SolverClass(c.name, c.rate_rps if demand_given else 1.0,
-                                req.model.kv_bytes_per_sequence(c.isl, req.kv_dtype)) for c in req.classes)
+                                req.model.kv_bytes_per_sequence(c.isl, req.kv_dtype) / req.kv_compression)
+                    for c in req.classes)
     problem = MixProblem(types, classes, inventory=inventory, budget_usd_per_h=req.budget_usd_per_h,
-                         objective=req.objective, max_alpha=1.0 if demand_given and req.objective == "goodput"
-                         else None)
-    families = FAMILIES if req.mode == "auto" else ("single_gpu_type",)
+                         objective="cost" if req.objective == "energy" else req.objective,
+                         max_alpha=1.0 if demand_given and req.objective == "goodput"
+                         else None, kv_link_bytes_per_s=req.link_gbps * 1e9 if req.link_gbps else None)
+    families = FAMILIES if req.mode == "auto" else (FAMILIES + ("multiplex",) if req.mode == "multiplex"
+                                                     else ("single_gpu_type",))
     if progress:
         progress("solving the fleet MILP", 0, 1)
     sols = solve_mix(problem, backend=req.backend, time_limit_s=req.time_limit_s, threads=1, top_k=req.top_k,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class InstancePlan:
-    role: str  # agg | prefill | decode
+    role: str  # agg | prefill | decode | multiplex
     gpu: str
     count: int
     tp: int
@@ -25,6 +25,8 @@ class InstancePlan:
     tpot_ms: float  # (0 for a prefill-only instance)
     binding: str  # what caps one instance's capacity: tpot | ttft | kv_memory | max_num_seqs | chunk_budget
     skew: float = 1.0  # MoE expert-placement imbalance assumed (1 for dense models)
+    sm_fraction: float = 0.0  # role multiplex: prefill's share of the SMs (planner/multiplex.py)
+    spec_k: int | None = None  # --spec: draft tokens per verify step (0 = speculation off); None without --spec
 
     @property
     def gpus(self) -> int:
@@ -45,6 +47,7 @@ class Plan:
     instances: tuple[InstancePlan, ...]
     predicted: dict  # {"ttft_ms", "tpot_ms"}: worst p-th percentile over the instances that carry load
     binding: str
+    energy: dict | None = None  # {"watts", "joules_per_token"} when energy is asked for (planner/energy.py)
 
     def to_json(self) -> dict:
         return {
@@ -56,7 +59,9 @@ class Plan:
                            "dp": i.dp, "max_batch": i.max_batch, "chunk_tokens": i.chunk_tokens,
                            "load_rps": dict(sorted(i.load_rps.items())), "utilization": i.utilization,
                            "predicted": {"ttft_ms": i.ttft_ms, "tpot_ms": i.tpot_ms}, "binding": i.binding,
-                           "skew": i.skew}
+                           "skew": i.skew, **({"sm_fraction": i.sm_fraction} if i.role == "multiplex" else {}),
+                           **({"spec_k": i.spec_k} if i.spec_k is not None else {})}
                           for i in self.instances],
             "predicted": self.predicted, "binding": self.binding,
+            **({"energy": self.energy} if self.energy is not None else {}),
         }

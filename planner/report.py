@@ -15,7 +15,8 @@ def launch_for(plan: Plan, req: Request) -> list[LaunchCommand]:
 
     domains = {g: hwdb.load_gpu(g, extra_dirs=req.extra_hwdb).scaleup_domain_gpus for g in plan.gpus}
     max_len = max(c.isl + c.osl for c in req.classes)
-    return launch_commands(plan, req.model, req.engine, req.dtype, req.kv_dtype, max_len, domains)
+    return launch_commands(plan, req.model, req.engine, req.dtype, req.kv_dtype, max_len, domains,
+                           spec=getattr(req, "spec", None))
 
 
 def result_json(result: Result, req: Request, launch: bool = False) -> dict:
@@ -32,7 +33,8 @@ def result_json(result: Result, req: Request, launch: bool = False) -> dict:
         "dtype": req.dtype,
         "kv_dtype": req.kv_dtype,
         "workload": [{"name": c.name, "isl": c.isl, "osl": c.osl, "rate_rps": c.rate_rps,
-                      "slo": {"ttft_ms": c.slo.ttft_ms, "tpot_ms": c.slo.tpot_ms, "percentile": c.slo.percentile}}
+                      "slo": {"ttft_ms": c.slo.ttft_ms, "tpot_ms": c.slo.tpot_ms, "percentile": c.slo.percentile},
+                      **({"arrival": c.arrival.to_json()} if c.arrival is not None else {})}
                      for c in req.classes],
         "plans": [plan_json(p) for p in result.plans],
         "family_bests": [plan_json(p) for p in result.family_bests],
@@ -48,8 +50,10 @@ def result_markdown(result: Result, req: Request, launch: bool = False) -> str:
         lines.append(f"- class `{c.name}`: ISL {c.isl}, OSL {c.osl}" + (f", {c.rate_rps:g} req/s" if c.rate_rps else "")
                      + f"; SLO TTFT ≤ {c.slo.ttft_ms:g} ms, TPOT ≤ {c.slo.tpot_ms:g} ms at p{c.slo.percentile:g}")
     lines += [f"- note: {n}" for n in result.notes]
-    lines += ["", "| # | GPUs | instances | goodput req/s | tok/s/GPU | $/h | $/M tok | TTFT ms | TPOT ms | binding |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    with_energy = any(p.energy is not None for p in result.plans + result.family_bests)
+    lines += ["", "| # | GPUs | instances | goodput req/s | tok/s/GPU | $/h | $/M tok | TTFT ms | TPOT ms | binding |"
+              + (" W | J/tok |" if with_energy else ""),
+              "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_energy else "")]
     for p in result.plans + result.family_bests:
         inst = "<br>".join(f"{i.count}× {i.role} {i.gpu} TP{i.tp}" + (f" PP{i.pp}" if i.pp > 1 else "")
                            + (f" EP{i.ep}" if i.ep > 1 else "") + (f" DP{i.dp}" if i.dp > 1 else "")
@@ -57,7 +61,8 @@ def result_markdown(result: Result, req: Request, launch: bool = False) -> str:
         gpus = ", ".join(f"{n}× {g}" for g, n in sorted(p.gpus.items()))
         lines.append(f"| {p.family or p.rank} | {gpus} | {inst} | {p.goodput_rps:.2f} | {p.tokens_per_s_per_gpu:,.0f} | "
                      f"{p.cost_usd_per_h:,.2f} | {p.usd_per_million_tokens:,.2f} | {p.predicted['ttft_ms']:,.0f} | "
-                     f"{p.predicted['tpot_ms']:,.1f} | {p.binding} |")
+                     f"{p.predicted['tpot_ms']:,.1f} | {p.binding} |"
+                     + (f" {p.energy['watts']:,.0f} | {p.energy['joules_per_token']:.3g} |" if with_energy else ""))
     s = result.solver
     lines += ["", f"solver: {s['backend']} {s['status']}, gap {s['gap']:.2%}, {s['candidates']} instance types"]
     if launch and result.plans:
@@ -153,6 +158,10 @@ def _breakdown_html(plan: Plan, req: Request) -> str:
         else:
             shape = StepShape(max(inst.max_batch * inst.utilization, 1.0), cls.isl + cls.osl / 2)
         gpu = hwdb.load_gpu(inst.gpu, extra_dirs=req.extra_hwdb)
+        if getattr(req, "power_cap", None):
+            from planner.energy import capped_gpu
+
+            gpu = capped_gpu(gpu, req.power_cap, req.extra_hwdb)
         engine = hwdb.load_engine(req.engine).for_gpu(gpu)
         setup = Setup(req.model, gpu, ParallelConfig(inst.tp, inst.pp, inst.ep, inst.dp), engine, req.dtype,
                       req.kv_dtype, inst.chunk_tokens, inst.skew)
@@ -199,7 +208,10 @@ def result_html(result: Result, req: Request, sweep_rows: list[dict] | None = No
         f'<td class="goodput">{p.goodput_rps:.2f}</td><td>{p.tokens_per_s_per_gpu:,.0f}</td>'
         f'<td class="cost">{p.cost_usd_per_h:.2f}</td><td>{p.usd_per_million_tokens:.2f}</td>'
         f'<td>{p.predicted["ttft_ms"]:,.0f}</td><td>{p.predicted["tpot_ms"]:,.1f}</td>'
-        f'<td>{html.escape(p.binding)}</td></tr>' for p in plans)
+        f'<td>{html.escape(p.binding)}</td>'
+        + (f'<td class="watts">{p.energy["watts"]:,.0f}</td><td class="jpt">{p.energy["joules_per_token"]:.3g}</td>'
+           if p.energy is not None else '') + '</tr>' for p in plans)
+    energy_th = "<th>W</th><th>J/tok</th>" if any(p.energy is not None for p in plans) else ""
     classes = "".join(f"<li>{html.escape(c.name)}: ISL {c.isl}, OSL {c.osl}"
                       + (f", {c.rate_rps:g} req/s" if c.rate_rps else "")
                       + f"; TTFT ≤ {c.slo.ttft_ms:g} ms, TPOT ≤ {c.slo.tpot_ms:g} ms at p{c.slo.percentile:g}</li>"
@@ -224,7 +236,7 @@ th {{ background: #f3f3f3; }}
 {''.join(f'<p class="note">note: {html.escape(n)}</p>' for n in result.notes)}
 <h2>Ranked plans</h2>
 <table id="plans"><tr><th>#</th><th>mode</th><th>instances</th><th>goodput req/s</th><th>tok/s/GPU</th><th>$/h</th>
-<th>$/M tok</th><th>TTFT ms</th><th>TPOT ms</th><th>binding</th></tr>{rows}</table>
+<th>$/M tok</th><th>TTFT ms</th><th>TPOT ms</th><th>binding</th>{energy_th}</tr>{rows}</table>
 <p class="note">solver {html.escape(str(s["backend"]))} {html.escape(str(s["status"]))}, gap {s["gap"]:.2%},
 {s["candidates"]} instance types ({s["evaluated"]} evaluated).</p>
 <h2>Cost against goodput</h2>

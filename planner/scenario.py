@@ -1,7 +1,8 @@
 """A scenario: everything `planner optimize` needs, from a YAML file and/or flags (flags win).
 
 scenario YAML keys: model, workload ({isl, osl, rate} or {classes: [...]}), slo ({ttft, tpot, p}),
-gpus ({type: count}), budget_usd_per_h, objective, mode, engine, dtype, kv_dtype, top.
+gpus ({type: count}), budget_usd_per_h, objective, mode, engine, dtype, kv_dtype, top,
+hwdb ([folder, ...] of extra GPU YAMLs, relative to the scenario file; --hwdb folders come after them).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from planner.optimize import Request
 from planner.workload import parse_kv, parse_workload_flag, slo_from, workload_from_yaml
 
 SCENARIO_KEYS = {"model", "workload", "slo", "gpus", "budget_usd_per_h", "objective", "mode", "engine", "dtype",
-                 "kv_dtype", "top", "description"}
+                 "kv_dtype", "top", "description", "hwdb"}
 
 
 def parse_gpus(text: str) -> dict[str, int]:
@@ -64,6 +65,11 @@ def build_request(model_arg: str, *, slo: str | None = None, workload: str | Non
             if unknown:
                 raise PlannerInputError(f"{path}: unknown field '{unknown[0]}'")
             scen = data
+    if "hwdb" in scen:  # extra GPU folders named by the scenario, relative to it; --hwdb ones override them
+        dirs = scen["hwdb"] if isinstance(scen["hwdb"], list) else [scen["hwdb"]]
+        if not all(isinstance(d, str) and d for d in dirs):
+            raise PlannerInputError(f"{origin}: field 'hwdb' must be a folder or a list of folders")
+        extra["extra_hwdb"] = tuple(path.parent / d for d in dirs) + tuple(extra.get("extra_hwdb", ()))
     if scen:
         m = scen["model"]
         model = load_model(m) if isinstance(m, str) else model_from_dict(m, f"{origin}: model")

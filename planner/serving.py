@@ -101,9 +101,21 @@ def _max_rate(feasible, hi: float) -> float:
     return lo
 
 
-def batch_at_percentile(mean_batch: float, z: float) -> float:
-    """Concurrency in an M/G/∞ system is Poisson(mean): its p-quantile ≈ mean + z·sqrt(mean)."""
-    return mean_batch + max(z, 0.0) * math.sqrt(max(mean_batch, 0.0))
+def batch_at_percentile(mean_batch: float, z: float, ca2: float = 1.0) -> float:
+    """Concurrency in an M/G/∞ system is Poisson(mean): its p-quantile ≈ mean + z·sqrt(mean). With renewal
+    arrivals of squared inter-arrival CV c_a² (bursty traffic) and lives long against the mean gap, the count
+    in a window has variance ≈ c_a²·mean (the index of dispersion of a renewal process):
+    mean + z·sqrt(c_a²·mean)."""
+    return mean_batch + max(z, 0.0) * math.sqrt(max(mean_batch, 0.0) * ca2)
+
+
+def gg1_wait_percentile(p: float, rate: float, service_s: float, ca2: float = 1.0) -> float:
+    """The p-quantile of the waiting time with deterministic service and renewal arrivals of squared CV c_a²
+    (docs/levers/bursty.md): Kingman's G/G/1 approximation scales the mean wait of M/D/1 by
+    (c_a² + c_s²)/(1 + c_s²) = c_a² (c_s = 0), and in heavy traffic the whole wait distribution scales with its
+    mean (the diffusion limit), so W_p ≈ c_a² · W_p(M/D/1, Crommelin). c_a² = 1 is M/D/1 exactly."""
+    w = md1_wait_percentile(p, rate, service_s)
+    return w if ca2 == 1.0 else w * ca2
 
 
 # ---- roles -------------------------------------------------------------------------------------------------
@@ -117,17 +129,22 @@ def prefill_service_s(setup: Setup, isl: float) -> tuple[float, float]:
 
 
 def kv_handoff_s(setup: Setup, isl: float, link_gbps: float | None = None) -> float:
-    """KV of one prompt shipped from a prefill instance to a decode instance (each prefill GPU sends its shard)."""
-    kv = setup.model.kv_bytes_per_sequence(isl, setup.kv_dtype)
+    """KV of one prompt shipped from a prefill instance to a decode instance (each prefill GPU sends its shard),
+    `kv_compression`× smaller when a transfer codec compresses it (docs/levers/kv-transfer.md); `link_gbps`: the
+    P -> D path when the pools sit apart (planner/kvtransfer.py)."""
+    kv = setup.model.kv_bytes_per_sequence(isl, setup.kv_dtype) / setup.kv_compression
     return comm.kv_transfer_s(kv, setup.gpu, same_node=False, link_gbps=link_gbps, gpus_sending=setup.par.gpus)
 
 
-def prefill_ttft_s(setup: Setup, isl: float, slo: Slo, rate: float, link_gbps: float | None = None) -> float:
+def prefill_ttft_s(setup: Setup, isl: float, slo: Slo, rate: float, link_gbps: float | None = None,
+                   ca2: float = 1.0, handoff: bool = True) -> float:
     """p-th percentile TTFT of a prefill instance at `rate`: W_p (M/D/1 at the batched per-prompt service)
     + the iteration that carries the prompt + KV hand-off. The engine takes every waiting prompt into the next
     iteration (up to its token budget) and a prompt's first token comes when that whole batch ends, so the
     batch also holds the prompts that arrived while it waited (λ·E[W] of them, E[W] = ρS/(2(1 − ρ))):
-    checked against `planner simulate`, where prefill alone after W_p came out ~25% short at p90."""
+    checked against `planner simulate`, where prefill alone after W_p came out ~25% short at p90.
+    Bursty arrivals (c_a² ≠ 1): W_p and E[W] scale by c_a² (Kingman, gg1_wait_percentile). handoff=False: the
+    KV stays on the GPU (an intra-GPU multiplexed instance, planner/multiplex.py)."""
     alone, service = prefill_service_s(setup, isl)
     own = alone
     if rate > 0 and isl < setup.chunk:
@@ -136,20 +153,22 @@ def prefill_ttft_s(setup: Setup, isl: float, slo: Slo, rate: float, link_gbps: f
             rho = rate * service
             if rho >= 1:
                 return math.inf
-            k = min(setup.chunk / isl, 1 + rate * rho * service / (2 * (1 - rho)))
+            k = min(setup.chunk / isl, 1 + rate * rho * service * ca2 / (2 * (1 - rho)))
             own = max(alone, setup.step(StepShape(prefill_tokens=k * isl, prefill_seq_len=isl)).time_s)
             service = max(service, own / k)
     if rate * service >= 1:
         return math.inf
-    return md1_wait_percentile(slo.percentile / 100, rate, service) + own + kv_handoff_s(setup, isl, link_gbps)
+    return (gg1_wait_percentile(slo.percentile / 100, rate, service, ca2) + own
+            + (kv_handoff_s(setup, isl, link_gbps) if handoff else 0.0))
 
 
-def _decode_spread(setup: Setup, ctx: float, b: float, z: float) -> tuple[float, float, float]:
+def _decode_spread(setup: Setup, ctx: float, b: float, z: float, ca2: float = 1.0) -> tuple[float, float, float]:
     """(iteration time, p-th percentile TPOT, p-th percentile batch) of a decode instance holding b sequences
     on average. A request's TPOT averages its osl − 1 iterations, over which the batch it sees moves with the
     Poisson arrivals: Var(mean batch over a life) ≈ 2b/3 (M/G/∞ window average); a larger batch slows the
     iteration, which keeps sequences longer, amplifying the deviation by 1/(1 − g), g = λ·osl·T' = b·T'/T.
-    The KV cache must hold the Poisson batch percentile b + z·√b (checked against `planner simulate`)."""
+    The KV cache must hold the Poisson batch percentile b + z·√b (checked against `planner simulate`).
+    Bursty arrivals: both variances scale by c_a² (batch_at_percentile)."""
     t = setup.step(StepShape(decode_seqs=b, decode_context=ctx)).time_s
     d = max(max(z, 0.0) * math.sqrt(b), 1.0)
     t1 = (setup.step(StepShape(decode_seqs=b + d, decode_context=ctx)).time_s - t) / d
@@ -157,10 +176,10 @@ def _decode_spread(setup: Setup, ctx: float, b: float, z: float) -> tuple[float,
     if g >= 1:
         return t, math.inf, math.inf
     z = max(z, 0.0)
-    return t, t + z * t1 * math.sqrt(2 * b / 3) / (1 - g), batch_at_percentile(b, z)
+    return t, t + z * t1 * math.sqrt(2 * b * ca2 / 3) / (1 - g), batch_at_percentile(b, z, ca2)
 
 
-def decode_tpot_s(setup: Setup, isl: float, osl: float, slo: Slo, rate: float) -> float:
+def decode_tpot_s(setup: Setup, isl: float, osl: float, slo: Slo, rate: float, ca2: float = 1.0) -> float:
     """p-th percentile TPOT of a decode instance at `rate`: fixed point B = λ·osl·T(B), then the spread of
     the requests' TPOT around T (_decode_spread)."""
     ctx = isl + osl / 2
@@ -170,26 +189,27 @@ def decode_tpot_s(setup: Setup, isl: float, osl: float, slo: Slo, rate: float) -
         if abs(t_new - t) < 1e-6 * t:
             break
         t = t_new
-    return _decode_spread(setup, ctx, max(rate * osl * t, 1.0), slo.z)[1]
+    return _decode_spread(setup, ctx, max(rate * osl * t, 1.0), slo.z, ca2)[1]
 
 
-def prefill_capacity(setup: Setup, isl: float, slo: Slo, link_gbps: float | None = None) -> Capacity:
+def prefill_capacity(setup: Setup, isl: float, slo: Slo, link_gbps: float | None = None, ca2: float = 1.0,
+                     handoff: bool = True) -> Capacity:
     if not setup.memory(isl).fits:
         return NONE
     _, service = prefill_service_s(setup, isl)
     limit_s = slo.ttft_ms * 1e-3
-    floor = prefill_ttft_s(setup, isl, slo, 0.0, link_gbps)
+    floor = prefill_ttft_s(setup, isl, slo, 0.0, link_gbps, ca2, handoff)
     if floor > limit_s:
         return Capacity(0.0, floor * 1e3, 0.0, 0.0, "slo_floor")
-    rate = _max_rate(lambda r: prefill_ttft_s(setup, isl, slo, r, link_gbps) <= limit_s, 0.999 / service)
-    return Capacity(rate, prefill_ttft_s(setup, isl, slo, rate, link_gbps) * 1e3, 0.0, 0.0, "ttft")
+    rate = _max_rate(lambda r: prefill_ttft_s(setup, isl, slo, r, link_gbps, ca2, handoff) <= limit_s, 0.999 / service)
+    return Capacity(rate, prefill_ttft_s(setup, isl, slo, rate, link_gbps, ca2, handoff) * 1e3, 0.0, 0.0, "ttft")
 
 
 def _kv_binding(setup: Setup, max_batch: float) -> str:
     return "max_num_seqs" if max_batch >= setup.engine.max_num_seqs * setup.par.dp else "kv_memory"
 
 
-def decode_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capacity:
+def decode_capacity(setup: Setup, isl: float, osl: float, slo: Slo, ca2: float = 1.0) -> Capacity:
     mem = setup.memory(isl + osl)
     if not mem.fits:
         return NONE
@@ -201,11 +221,11 @@ def decode_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capacity:
         return Capacity(0.0, 0.0, tpot(1.0) * 1e3, 0.0, "slo_floor")
 
     def ok(b):
-        _, tpot_p, bp = _decode_spread(setup, ctx, b, slo.z)
+        _, tpot_p, bp = _decode_spread(setup, ctx, b, slo.z, ca2)
         return bp <= cap_b and tpot_p <= limit_s
 
     b = _max_rate(ok, cap_b)
-    t, tpot_p, bp = _decode_spread(setup, ctx, b, slo.z)
+    t, tpot_p, bp = _decode_spread(setup, ctx, b, slo.z, ca2)
     binding = "tpot" if bp < cap_b * 0.999 else _kv_binding(setup, cap_b)
     return Capacity(b / (osl * t), 0.0, tpot_p * 1e3, b, binding)
 
@@ -221,7 +241,8 @@ class CollocatedState:
     batch_p: float = 0.0  # p-th percentile of the decode batch (what the KV cache must hold)
 
 
-def _prompt_mix(step, chunk: float, isl: float, rate: float, b: float, t: float) -> tuple[float, float, float, float]:
+def _prompt_mix(step, chunk: float, isl: float, rate: float, b: float, t: float,
+                w: float = 1.0) -> tuple[float, float, float, float]:
     """Iterations of a greedy chunked-prefill engine at decode batch b (vLLM / Sarathi: decodes first, then
     waiting prompts FCFS up to the budget) do not carry the mean prompt load λ·T·isl each: some carry none,
     some a whole prompt or a full chunk, and the step time is convex in the prompt tokens (flat while the
@@ -230,7 +251,7 @@ def _prompt_mix(step, chunk: float, isl: float, rate: float, b: float, t: float)
     per iteration: whole prompts as a Poisson count (the ones beyond the first costing the compute-bound
     slope), chunks at most one per iteration. Returns (mean iteration time, prompt cost per prompt token κ,
     m, u)."""
-    share = chunk - b
+    share = chunk - w * b  # w: budget tokens per decoding sequence (k + 1 per E with speculation)
     u = min(isl, share)
     m = rate * t * isl / u
     t_dec = step(b, 0.0)
@@ -247,7 +268,7 @@ def _prompt_mix(step, chunk: float, isl: float, rate: float, b: float, t: float)
 
 
 def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float,
-                     t_guess: float | None = None) -> CollocatedState:
+                     t_guess: float | None = None, ca2: float = 1.0) -> CollocatedState:
     """Chunked prefill with budget C = setup.chunk tokens per iteration (Sarathi-Serve, DESIGN §4), checked
     against `planner simulate` (docs/accuracy.md):
       mean iteration  T = T_dec(B) + λ·T·isl·κ (the prompt-load mixture of _prompt_mix), B = λ·T·osl;
@@ -261,8 +282,14 @@ def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float
                       when whole prompts fit a chunk, at least the iteration in flight (its residual's
                       p-quantile, longer when it carries prompts) plus the next one, which also carries the
                       prompts that arrived meanwhile. B_p = B + z·√(B/(1 − G)) (the same feedback).
-    Remaining differences from the simulation: docs/accuracy.md."""
+    Remaining differences from the simulation: docs/accuracy.md.
+    Bursty arrivals (squared inter-arrival CV c_a² ≠ 1, docs/levers/bursty.md): every Poisson count above
+    (prompts and decodes joining during a life, the batch) has variance × c_a², and the prompt queue's W_p
+    scales by c_a² (Kingman, gg1_wait_percentile)."""
     C, ctx = setup.chunk, isl + osl / 2
+    w = 1.0  # budget tokens per decoding sequence and iteration
+    if setup.spec is not None:  # speculation: iterations counted per output token (planner/spec.py)
+        C, w = setup.spec.chunk_units(setup.chunk)
     memo: dict = {}
 
     def step(b: float, p: float) -> float:
@@ -274,9 +301,9 @@ def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float
     def fixed_map(t: float) -> float | None:
         """T = T_dec(B) + λ·T·isl·κ with B = λ·t·osl, κ at t, solved for T; None where the load is unstable."""
         b = rate * t * osl
-        if C - b <= 0:
+        if C - w * b <= 0:
             return None
-        mean, kappa, m, u = _prompt_mix(step, C, isl, rate, b, t)
+        mean, kappa, m, u = _prompt_mix(step, C, isl, rate, b, t, w)
         g = rate * isl * kappa
         if g >= 1 or (u < isl and m >= 1):
             return None
@@ -309,14 +336,14 @@ def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float
     else:
         over = True
     b = rate * t * osl
-    bp = batch_at_percentile(b, slo.z)
-    share = C - bp
-    if over or share <= 0 or rate * t * (isl + osl) > C:
+    bp = batch_at_percentile(b, slo.z, ca2)
+    share = C - w * bp
+    if over or share <= 0 or rate * t * (isl + w * osl) > C:
         return CollocatedState(t, b, math.inf, math.inf, True)
-    mean, kappa, m, u = _prompt_mix(step, C, isl, rate, b, t)
+    mean, kappa, m, u = _prompt_mix(step, C, isl, rate, b, t, w)
     n = max(osl - 1, 1)
     # dT/dB over the mixture, by a difference to the batch percentile (prompt-carrying share held fixed)
-    carry = min(1.0, -math.expm1(-m)) if u < C - b else min(m, 1.0)
+    carry = min(1.0, -math.expm1(-m)) if u < C - w * b else min(m, 1.0)
     t0, tu = step(b, 0.0), step(b, u)
     t1 = ((1 - carry) * (step(bp, 0.0) - t0) + carry * (step(bp, u) - tu)) / (bp - b) if bp > b else 0.0
     c = isl * kappa
@@ -324,11 +351,11 @@ def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float
     if gain >= 1:
         return CollocatedState(t, b, math.inf, math.inf, True)
     life = n * t
-    var = rate * life * ((c / n) ** 2 + (2 / 3) * t1 ** 2 + (c / n) * t1)
+    var = rate * life * ((c / n) ** 2 + (2 / 3) * t1 ** 2 + (c / n) * t1) * ca2
     tpot_p = t + max(slo.z, 0.0) * math.sqrt(var) / (1 - gain)
     # the batch itself: Poisson(b) without feedback; the same feedback widens it to variance b / (1 − G)
-    bp = b + max(slo.z, 0.0) * math.sqrt(b / (1 - gain))
-    share = C - bp
+    bp = b + max(slo.z, 0.0) * math.sqrt(b * ca2 / (1 - gain))
+    share = C - w * bp
     if share <= 0:
         return CollocatedState(t, b, tpot_p, math.inf, True, bp)
 
@@ -336,7 +363,7 @@ def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float
     # prompts queue for the share C − B_p of each iteration: while they queue, iterations carry full chunks,
     # so a prompt's service is its isl/share of a full-chunk iteration (M/D/1 at that service time)
     t_chunk = step(bp, min(isl, share))  # an iteration carrying this prompt (or a chunk of it)
-    wait = md1_wait_percentile(p, rate, isl / share * step(bp, share))
+    wait = gg1_wait_percentile(p, rate, isl / share * step(bp, share), ca2)
     ttft = wait + math.ceil(isl / share) * t_chunk
     if isl < share:
         t_dec, t_one = step(b, 0.0), step(b, isl)
@@ -356,7 +383,7 @@ def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float
     return CollocatedState(t, b, tpot_p, ttft, False, bp)
 
 
-def collocated_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capacity:
+def collocated_capacity(setup: Setup, isl: float, osl: float, slo: Slo, ca2: float = 1.0) -> Capacity:
     """Largest λ with B_p ≤ max batch, T(B_p) ≤ TPOT and TTFT_p ≤ TTFT."""
     mem = setup.memory(isl + osl)
     if not mem.fits:
@@ -376,7 +403,7 @@ def collocated_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capac
 
     def state(r: float) -> CollocatedState:
         near = min(solved, key=lambda x: abs(x - r)) if solved else None
-        st = collocated_state(setup, isl, osl, slo, r, solved.get(near))
+        st = collocated_state(setup, isl, osl, slo, r, solved.get(near), ca2)
         if not st.over_budget:
             solved[r] = st.iteration_s
         return st
@@ -385,6 +412,9 @@ def collocated_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capac
     if why_not(floor):
         return Capacity(0.0, floor.ttft_s * 1e3, floor.tpot_s * 1e3, 0.0, "slo_floor")
     hi = setup.chunk / ((isl + osl) * floor.iteration_s)
+    if setup.spec is not None:  # the chunk budget in per-output-token units (collocated_state)
+        c_units, w = setup.spec.chunk_units(setup.chunk)
+        hi = c_units / ((isl + w * osl) * floor.iteration_s)
     rate = _max_rate(lambda r: not why_not(state(r)), hi)
     st = state(rate)
     binding = why_not(state(rate * 1.01)) or "chunk_budget"
@@ -392,11 +422,11 @@ def collocated_capacity(setup: Setup, isl: float, osl: float, slo: Slo) -> Capac
 
 
 def latency_at(setup: Setup, role: str, isl: float, osl: float, slo: Slo, rate: float,
-               link_gbps: float | None = None) -> tuple[float, float]:
+               link_gbps: float | None = None, ca2: float = 1.0) -> tuple[float, float]:
     """(TTFT_p ms, TPOT_p ms) an instance of `role` shows at per-instance `rate` (0 where the role has none)."""
     if role == "prefill":
-        return prefill_ttft_s(setup, isl, slo, rate, link_gbps) * 1e3, 0.0
+        return prefill_ttft_s(setup, isl, slo, rate, link_gbps, ca2) * 1e3, 0.0
     if role == "decode":
-        return 0.0, decode_tpot_s(setup, isl, osl, slo, rate) * 1e3
-    st = collocated_state(setup, isl, osl, slo, rate)
+        return 0.0, decode_tpot_s(setup, isl, osl, slo, rate, ca2) * 1e3
+    st = collocated_state(setup, isl, osl, slo, rate, ca2=ca2)
     return st.ttft_s * 1e3, st.tpot_s * 1e3

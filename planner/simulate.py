@@ -220,6 +220,24 @@ class _Class:
     ttft_s: float
     tpot_s: float
     percentile: float
+    cv: float = 1.0  # inter-arrival coefficient of variation (1: Poisson; gamma renewal otherwise)
+    trace_times: tuple = ()  # a replayed arrival trace (time-scaled to the class's rate)
+
+
+def _arrival_of(c: dict, where: str) -> tuple[float, tuple]:
+    """(cv, trace arrival instants) of a plan's workload entry (Poisson without an `arrival` field)."""
+    a = c.get("arrival") if isinstance(c, dict) else None
+    if not a:
+        return 1.0, ()
+    cv = _field(a, "cv", where + ".arrival", float)
+    if a.get("kind") == "trace" and a.get("trace"):
+        from planner.workload import load_arrival_times
+
+        try:
+            return cv, load_arrival_times(str(a["trace"]), f"plan: {where}.arrival")
+        except PlannerInputError:
+            return cv, ()  # trace not found from here: gamma inter-arrivals with its cv instead
+    return cv, ()
 
 
 def _classes(plan_json) -> list[_Class]:
@@ -233,7 +251,7 @@ def _classes(plan_json) -> list[_Class]:
         out.append(_Class(str(_field(c, "name", where)), _field(c, "isl", where, int), _field(c, "osl", where, int),
                           _field(slo, "ttft_ms", where + ".slo", float) * 1e-3,
                           _field(slo, "tpot_ms", where + ".slo", float) * 1e-3,
-                          float(slo.get("percentile", 90.0))))
+                          float(slo.get("percentile", 90.0)), *_arrival_of(c, where)))
     return out
 
 
@@ -272,8 +290,9 @@ def _setups(plan_json, plan, calibration):
     for i, inst in enumerate(insts):
         where = f"instances[{i}]"
         role = _field(inst, "role", where)
-        if role not in _ROLES:
-            raise PlannerInputError(f"plan: field '{where}.role' must be agg, prefill or decode, got {role!r}")
+        if role not in _ROLES and role != "multiplex":
+            raise PlannerInputError(f"plan: field '{where}.role' must be agg, prefill, decode or multiplex, "
+                                    f"got {role!r}")
         try:
             gpu = hwdb.load_gpu(str(_field(inst, "gpu", where)))
         except ValueError as e:
@@ -283,6 +302,16 @@ def _setups(plan_json, plan, calibration):
         par = ParallelConfig(*(max(1, _field(inst, k, where, int)) for k in ("tp", "pp", "ep", "dp")))
         setup = Setup(model, gpu, par, engine.for_gpu(gpu), dtype, kv_dtype,
                       _field(inst, "chunk_tokens", where, int), float(inst.get("skew", 1.0)))
+        if role == "multiplex":  # intra-GPU P/D: its prefill and decode partitions as a P/D pair, no KV hand-off
+            from planner.multiplex import partition_setups
+
+            frac = _field(inst, "sm_fraction", where, float)
+            if not 0 < frac < 1:
+                raise PlannerInputError(f"plan: field '{where}.sm_fraction' must be in (0, 1), got {frac:g}")
+            pre, dec = partition_setups(setup, frac)
+            for part, s in (("mux_prefill", pre), ("mux_decode", dec)):
+                groups.append((part, _field(inst, "count", where, int), s, dict(inst.get("load_rps") or {})))
+            continue
         groups.append((role, _field(inst, "count", where, int), setup, dict(inst.get("load_rps") or {})))
     return model, groups
 
@@ -549,6 +578,38 @@ def _poisson(rates: dict, classes: list[_Class], duration_s: float, seed: int):
     return t[order], c[order]
 
 
+def _renewal(rates: dict, classes: list[_Class], duration_s: float, seed: int, cv: float | None):
+    """Merged arrivals of every class in [0, duration): per class a renewal process at its rate with gamma
+    inter-arrival times of coefficient of variation cv (shape 1/cv², so cv = 1 is Poisson; `cv` overrides the
+    classes' own), or the class's trace replayed cyclically with its gaps scaled to the class's rate (the
+    bursts kept, the mean rate set). (times, class index), sorted (stable)."""
+    rng = np.random.default_rng(seed)
+    ts, cs = [], []
+    for ci, c in enumerate(classes):
+        lam = rates.get(c.name, 0.0)
+        if lam <= 0:
+            continue
+        k_cv = c.cv if cv is None else cv
+        if c.trace_times and cv is None:
+            gaps = np.diff(np.asarray(c.trace_times, dtype=float))
+            gaps = gaps / gaps.mean() / lam
+            reps = int(duration_s / gaps.sum()) + 1
+            t = np.cumsum(np.tile(gaps, reps))
+            t = t[t < duration_s]
+        else:
+            shape = 1.0 / (k_cv * k_cv)
+            n = int(lam * duration_s + 6 * k_cv * math.sqrt(lam * duration_s) + 20)
+            t = np.cumsum(rng.gamma(shape, 1.0 / (lam * shape), n))
+            while t[-1] < duration_s:
+                t = np.concatenate([t, t[-1] + np.cumsum(rng.gamma(shape, 1.0 / (lam * shape), n))])
+            t = t[t < duration_s]
+        ts.append(t)
+        cs.append(np.full(len(t), ci, dtype=np.int64))
+    t, c = np.concatenate(ts), np.concatenate(cs)
+    order = np.argsort(t, kind="stable")
+    return t[order], c[order]
+
+
 def _trace_arrays(trace, classes: list[_Class]):
     by_name = {c.name: i for i, c in enumerate(classes)}
     rows = []
@@ -593,10 +654,13 @@ def _engines(groups, classes: list[_Class], mode: int, seed: int):
     for g, (role_name, count, setup, load) in enumerate(groups):
         if count <= 0:
             continue
-        role = _ROLES[role_name]
-        times = tables.setdefault((setup.gpu.name, setup.par, setup.chunk, setup.skew, setup.engine), {})
+        role = _ROLES[role_name.removeprefix("mux_")]
+        times = tables.setdefault((setup.gpu, setup.par, setup.chunk, setup.skew, setup.engine), {})
         handoff = None
-        if role == PREFILL:
+        if role_name == "mux_prefill":  # the KV stays on the GPU: the decode partition starts at once
+            def handoff(isl):
+                return 0.0
+        elif role == PREFILL:
             def handoff(isl, setup=setup, memo={}):  # noqa: B006  per-group memo of the KV hand-off time
                 v = memo.get(isl)
                 if v is None:
@@ -695,13 +759,15 @@ def _frac(x: np.ndarray) -> float:
 
 def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = None, duration_s: float = 300.0,
                   seed: int = 0, trace: list | None = None, calibration=None,
-                  router: str = "least_work") -> SimResult:
+                  router: str = "least_work", arrival_cv: float | None = None) -> SimResult:
     """Simulate plan `rank` of a `planner optimize --format json` document.
 
     Poisson arrivals for `duration_s` seconds at `rate_rps` req/s in total (default: the plan's goodput), split
     over the classes as the plan routes them; or replay `trace` [(arrival_s, isl, osl, class or None), ...]
     (then rate and duration come from the trace; a missing class is the workload's first). `router`:
     least_work (default), round_robin or random within each instance group (groups get the plan's shares).
+    Bursty classes (the workload's `arrival: gamma(cv=…)` or trace, issue 8) arrive as that renewal process
+    instead of Poisson (_renewal); `arrival_cv` overrides every class's cv (1 = Poisson).
     Same inputs and seed give the same result (wall_s aside)."""
     wall0 = time.perf_counter()
     if not isinstance(plan_json, dict):
@@ -722,7 +788,12 @@ def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = No
         if not duration_s > 0 or not math.isfinite(duration_s):
             raise PlannerInputError(f"--duration-s: must be a positive number of seconds, got {duration_s:g}")
         rates = _rates(plan, classes, rate_rps)
-        arrival, cls_arr = _poisson(rates, classes, duration_s, seed)
+        if arrival_cv is None and all(c.cv == 1.0 and not c.trace_times for c in classes):
+            arrival, cls_arr = _poisson(rates, classes, duration_s, seed)
+        else:
+            if arrival_cv is not None and not (arrival_cv > 0 and math.isfinite(arrival_cv)):
+                raise PlannerInputError(f"--arrival: the cv must be a positive number, got {arrival_cv:g}")
+            arrival, cls_arr = _renewal(rates, classes, duration_s, seed, arrival_cv)
         isl_arr = np.array([c.isl for c in classes], dtype=np.int64)[cls_arr]
         osl_arr = np.array([c.osl for c in classes], dtype=np.int64)[cls_arr]
         t_end = duration = float(duration_s)
@@ -786,6 +857,11 @@ def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = No
                                 e.routed, e.iters, e.dec_sum / e.busy_all if e.busy_all else 0.0,
                                 e.kv_sum / (window * e.kv_cap) if e.kv_cap else 0.0) for e in engines]
     notes = []
+    if trace is None and (arrival_cv is not None or any(c.cv != 1.0 or c.trace_times for c in classes)):
+        notes.append("arrivals: " + ", ".join(
+            f"{c.name} " + (f"trace {len(c.trace_times)} arrivals (cv {c.cv:.2f}) time-scaled"
+                            if c.trace_times and arrival_cv is None else
+                            f"gamma cv {c.cv if arrival_cv is None else arrival_cv:g}") for c in classes))
     dropped = int(m - done.sum())
     if dropped:
         notes.append(f"{dropped} measured requests did not finish: larger than every instance's KV cache, or "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -27,6 +28,104 @@ class RequestClass:
     osl: int  # mean output tokens
     rate_rps: float  # demand; 0 = "as much as the fleet serves" (goodput objective on a fixed fleet)
     slo: Slo
+    arrival: "Arrival | None" = None  # None = Poisson (issue 8, bursty arrivals: gamma(cv=…) or a trace)
+
+    @property
+    def arrival_ca2(self) -> float:
+        """Squared coefficient of variation of the inter-arrival times (1 for Poisson)."""
+        return 1.0 if self.arrival is None else self.arrival.cv ** 2
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """How a class's requests arrive: a renewal process with gamma inter-arrival times of coefficient of
+    variation `cv` (cv = 1 is Poisson, > 1 bursty as in BurstGPT, < 1 smoother), or a replayed trace
+    (`trace` = the CSV path; `cv` estimated from its inter-arrival times, `times` its arrival instants)."""
+    kind: str  # poisson | gamma | trace
+    cv: float = 1.0
+    trace: str = ""
+    times: tuple = ()
+
+    def to_json(self) -> dict:
+        d = {"kind": self.kind, "cv": self.cv}
+        if self.kind == "trace":
+            d["trace"] = self.trace
+            d["trace_rate_rps"] = trace_rate(self.times)
+        return d
+
+
+def trace_rate(times) -> float:
+    """Mean arrival rate of a trace: (n − 1) / span."""
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return (len(times) - 1) / span if span > 0 else 0.0
+
+
+def load_arrival_times(path, field: str) -> tuple:
+    """Arrival instants from a CSV with a header naming an `arrival_s` (or `timestamp`) column (other columns,
+    e.g. the isl/osl of `planner simulate --trace` or BurstGPT's token counts, are ignored), sorted."""
+    import csv
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise PlannerInputError(f"{field}: trace file '{path}' not found")
+    times, col = [], None
+    with p.open(newline="", encoding="utf-8") as f:
+        for line in csv.reader(f):
+            if not line or all(not c.strip() for c in line) or line[0].lstrip().startswith("#"):
+                continue
+            if col is None:
+                header = [c.strip().lower() for c in line]
+                col = next((header.index(k) for k in ("arrival_s", "timestamp") if k in header), None)
+                if col is None:
+                    raise PlannerInputError(f"{field}: trace '{path}' has no arrival_s (or timestamp) column")
+                continue
+            try:
+                t = float(line[col])
+            except (ValueError, IndexError):
+                t = math.nan
+            if not math.isfinite(t) or t < 0:
+                raise PlannerInputError(f"{field}: trace '{path}': arrival times must be non-negative seconds")
+            times.append(t)
+    if len(times) < 3:
+        raise PlannerInputError(f"{field}: trace '{path}' needs at least 3 arrivals to estimate the burstiness")
+    times.sort()
+    if times[-1] <= times[0]:
+        raise PlannerInputError(f"{field}: trace '{path}': all arrivals at the same instant")
+    return tuple(times)
+
+
+def interarrival_cv(times) -> float:
+    """Coefficient of variation (std / mean) of a trace's inter-arrival times."""
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    mean = sum(gaps) / len(gaps)
+    var = sum((g - mean) ** 2 for g in gaps) / len(gaps)
+    return math.sqrt(var) / mean
+
+
+def parse_arrival(value, field: str) -> Arrival | None:
+    """`poisson` | `gamma(cv=2)` (or `gamma(2)`) | a CSV path (`trace.csv`, or `trace(path.csv)`)."""
+    if isinstance(value, dict):  # {gamma: {cv: 2}} / {kind: gamma, cv: 2} / {trace: path}
+        kind = str(value.get("kind", next(iter(value), ""))).lower()
+        inner = value.get(kind, value) if kind in value else value
+        if kind == "trace":
+            return parse_arrival(f"trace({inner if isinstance(inner, str) else inner.get('trace', '')})", field)
+        cv = inner.get("cv") if isinstance(inner, dict) else inner
+        return parse_arrival(f"{kind}(cv={cv})" if kind == "gamma" else kind, field)
+    text = str(value).strip()
+    low = text.lower()
+    if low in ("poisson", "poisson()", "exponential"):
+        return None
+    m = re.fullmatch(r"gamma\(\s*(?:cv\s*=\s*)?([^)\s]+)\s*\)", low)
+    if m:
+        cv = _number(m.group(1), f"{field}.arrival: gamma cv")
+        return None if cv == 1 else Arrival("gamma", cv)
+    m = re.fullmatch(r"trace\((.+)\)", text)
+    if m or low.endswith(".csv"):
+        path = (m.group(1) if m else text).strip()
+        times = load_arrival_times(path, f"{field}.arrival")
+        return Arrival("trace", interarrival_cv(times), path, times)
+    raise PlannerInputError(f"{field}.arrival: expected poisson, gamma(cv=2) or a trace .csv, got '{value}'")
 
 
 _UNITS_S = {"ms": 1e-3, "s": 1.0, "us": 1e-6, "m": 60.0, "min": 60.0}
@@ -88,16 +187,20 @@ def parse_slo(text: str) -> Slo:
 
 
 def class_from(values: dict, field: str, slo: Slo, name: str = "default") -> RequestClass:
-    unknown = set(values) - {"name", "isl", "osl", "rate", "slo"}
+    unknown = set(values) - {"name", "isl", "osl", "rate", "slo", "arrival"}
     if unknown:
-        raise PlannerInputError(f"{field}: unknown key '{sorted(unknown)[0]}' (use name, isl, osl, rate, slo)")
+        raise PlannerInputError(f"{field}: unknown key '{sorted(unknown)[0]}' (use name, isl, osl, rate, slo, "
+                                "arrival)")
     for k in ("isl", "osl"):
         if k not in values:
             raise PlannerInputError(f"{field}: missing '{k}'")
     cls_slo = slo_from(values["slo"], f"{field}.slo", slo) if isinstance(values.get("slo"), dict) else slo
+    arrival = parse_arrival(values["arrival"], field) if "arrival" in values else None
+    rate = _number(values.get("rate", 0), f"{field}.rate", allow_zero=True)
+    if arrival is not None and arrival.kind == "trace" and not rate:
+        rate = trace_rate(arrival.times)  # a trace without a rate: its own mean rate is the demand
     return RequestClass(str(values.get("name", name)), _number(values["isl"], f"{field}.isl", integer=True),
-                        _number(values["osl"], f"{field}.osl", integer=True),
-                        _number(values.get("rate", 0), f"{field}.rate", allow_zero=True), cls_slo)
+                        _number(values["osl"], f"{field}.osl", integer=True), rate, cls_slo, arrival)
 
 
 def parse_workload_flag(text: str, slo: Slo) -> list[RequestClass]:

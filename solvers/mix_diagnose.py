@@ -1,7 +1,8 @@
 """Which limit binds: the ``binding`` and ``hint`` of a MixSolution.
 
 Limit families are "budget", "inventory:<gpu>", "max_count" and "same_gpu_for_pd" (``limit_families``),
-plus "max_alpha" (goodput at its cap) and "capacity" (no number of instances can serve the demand).
+plus "max_alpha" (goodput at its cap), "kv_link" (the P -> D link is full; reported for a solved plan, never
+relaxed) and "capacity" (no number of instances can serve the demand).
 
 - Solved plan (``explain_optimum``, no extra solve): the limits the plan exhausts, i.e. that are tight
   in the integer sense: the unspent budget cannot pay for one more instance of any type; the unused
@@ -70,6 +71,13 @@ def explain_optimum(problem: MixProblem, spec: ModelSpec, plan: Plan) -> tuple[s
         if left < cheapest * (1 - EXHAUSTED_TOL):
             text = f"${left:.2f}/h of the budget left, less than the cheapest instance (${cheapest:.2f}/h)"
             found.append(("budget", text))
+    if problem.kv_link_bytes_per_s is not None:
+        kv = {c.name: c.kv_bytes_per_request for c in problem.classes}
+        shipped = sum(r * kv.get(c, 0.0) for (n, c), r in plan.routing.items()
+                      if n in types and types[n].roles == {"prefill"})
+        if shipped >= problem.kv_link_bytes_per_s * (1 - 1e-6):
+            found.append(("kv_link", f"the prefill -> decode link carries {shipped / 1e9:.4g} of its "
+                                     f"{problem.kv_link_bytes_per_s / 1e9:.4g} GB/s"))
     if problem.inventory is not None:
         for gpu in sorted({g for t in types.values() for g in t.gpus} & set(problem.inventory)):
             have = problem.inventory[gpu]

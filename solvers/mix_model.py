@@ -16,6 +16,8 @@ Constraints (row families)
               both rows (it does both halves of the requests routed to it).
 - kv[i]       prefill-only types with finite kv_egress: Σ_s kv_bytes_s · y[i,s] ≤ kv_egress_i · x_i, the
               KV-cache each prefill instance ships to the decode pool (row divided by kv_egress_i).
+- kv_link     (only with ``kv_link_bytes_per_s`` L) Σ_{i prefill-only} Σ_s kv_bytes_s · y[i,s] ≤ L: one
+              link between the prefill and the decode pool carries all of it (pools in different places).
 - inventory[g]  Σ_i gpus[i,g] · x_i ≤ inventory[g]; a type whose GPU type the inventory does not list
               gets no column at all.
 - budget      Σ_i cost_i · x_i ≤ budget.
@@ -123,6 +125,12 @@ def build(problem: MixProblem, spec: ModelSpec) -> MixModel:
             ]
             if shipped:
                 milp.add_row(shipped + [(x[t.name], -1.0)], -math.inf, 0.0)
+    if problem.kv_link_bytes_per_s is not None:  # kv_link (row divided by L)
+        link = [(y[t.name, c.name], c.kv_bytes_per_request / problem.kv_link_bytes_per_s)
+                for t in types if t.roles == {"prefill"} for c in classes
+                if (t.name, c.name) in y and c.kv_bytes_per_request > 0]
+        if link:
+            milp.add_row(link, -math.inf, 1.0)
     if problem.inventory is not None:  # inventory[g]
         for g in sorted({g for t in types for g in t.gpus}):
             if f"inventory:{g}" not in spec.relax:

@@ -60,6 +60,7 @@ class MixProblem:
     objective: str = "goodput"  # "goodput" (max α) | "cost" (min $/h at α = 1)
     same_gpu_for_pd: bool = False  # prefill-only and decode-only instances all on one GPU type
     max_alpha: float | None = None  # optional cap on α (goodput objective)
+    kv_link_bytes_per_s: float | None = None  # all prefill-only types together -> the decode pool (None = no cap)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ def validate(problem: MixProblem) -> None:
             _require_count(available, f"inventory[{gpu!r}]")
     if problem.budget_usd_per_h is not None:
         _require_nonnegative(problem.budget_usd_per_h, "budget_usd_per_h")
+    if problem.kv_link_bytes_per_s is not None:
+        _require_nonnegative(problem.kv_link_bytes_per_s, "kv_link_bytes_per_s")
+        if problem.kv_link_bytes_per_s == 0:
+            raise SolverInputError("kv_link_bytes_per_s: must be > 0 (or None for no cap)")
     if problem.max_alpha is not None:
         _require_nonnegative(problem.max_alpha, "max_alpha")
         if problem.max_alpha == 0:

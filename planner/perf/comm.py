@@ -57,7 +57,8 @@ def kv_transfer_s(kv_bytes: float, gpu, same_node: bool, link_gbps: float | None
     send their shards in parallel; `link_gbps` (GB/s) overrides the path (e.g. a cross-datacenter link)."""
     if kv_bytes <= 0:
         return 0.0
-    if link_gbps is not None:
-        return kv_bytes / (link_gbps * 1e9) + gpu.efficiency.scaleout_latency_us * 1e-6
+    if link_gbps is not None:  # the slower of that path and the sending GPUs' own NICs
+        nic, lat = _link(gpu, 2, domain=1)
+        return kv_bytes / min(link_gbps * 1e9, nic * gpus_sending) + lat
     bw, lat = _link(gpu, 2, domain=None if same_node else 1)
     return kv_bytes / (bw * gpus_sending) + lat

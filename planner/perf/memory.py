@@ -64,11 +64,12 @@ def activation_bytes(model: ModelSpec, par: ParallelConfig, chunk_tokens: int, m
 
 
 def memory_breakdown(model: ModelSpec, gpu, par: ParallelConfig, *, dtype: str, kv_dtype: str,
-                     context_tokens: float, chunk_tokens: int, engine) -> MemoryBreakdown:
+                     context_tokens: float, chunk_tokens: int, engine, extra_weight_bytes: float = 0.0,
+                     extra_kv_bytes_per_token: float = 0.0) -> MemoryBreakdown:
     """The engine takes gpu_memory_utilization of the whole GPU (vLLM, SGLang) or of what is left after the
     weights and workspace (TRT-LLM's free_gpu_memory_fraction); weights and workspace come out of it first."""
     max_num_seqs = engine.max_num_seqs
-    weights = weight_bytes_per_gpu(model, par, dtype)
+    weights = weight_bytes_per_gpu(model, par, dtype) + extra_weight_bytes  # + a speculative drafter's
     acts = activation_bytes(model, par, chunk_tokens, max_num_seqs) + RUNTIME_RESERVE_BYTES
     total = gpu.memory_gb * GB
     if engine.memory_fraction_of_free:
@@ -76,7 +77,7 @@ def memory_breakdown(model: ModelSpec, gpu, par: ParallelConfig, *, dtype: str, 
     else:
         usable = total * engine.gpu_memory_utilization
     free = usable - weights - acts
-    per_token = kv_bytes_per_token_per_gpu(model, par, kv_dtype)
+    per_token = kv_bytes_per_token_per_gpu(model, par, kv_dtype) + extra_kv_bytes_per_token
     # one sequence's KV at this context (sliding-window layers capped at their window)
     per_seq = model.kv_bytes_per_sequence(context_tokens, kv_dtype) / model.kv_bytes_per_token(kv_dtype) * per_token
     seqs_per_rank = int(free // per_seq) if free > 0 and per_seq > 0 else 0

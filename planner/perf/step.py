@@ -26,10 +26,11 @@ class StepShape:
     decode_context: float = 0.0  # mean tokens already in those sequences' KV cache
     prefill_tokens: float = 0.0  # prompt tokens processed in this iteration
     prefill_seq_len: float = 0.0  # length of the prompts those tokens belong to (causal attention cost)
+    decode_tokens_per_seq: float = 1.0  # positions each decoding sequence runs (k + 1 in a speculative verify)
 
     @property
     def tokens(self) -> float:
-        return self.decode_seqs + self.prefill_tokens
+        return self.decode_seqs * self.decode_tokens_per_seq + self.prefill_tokens
 
 
 @dataclass(frozen=True)
@@ -99,8 +100,9 @@ def stage_ops(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, dtyp
                               ("attn_decode_sliding", sliding_layers,
                                min(shape.decode_context, model.sliding_window))):
             if n:
-                out.append(timed(attention(label, seqs, ctx, seqs, q_heads, kv_heads, dec_qk, dec_v,
-                                             kv_elems, kv_dtype, n)))
+                # verify positions of one sequence share its KV read: packed into the query heads
+                out.append(timed(attention(label, seqs, ctx, seqs, q_heads * shape.decode_tokens_per_seq,
+                                             kv_heads, dec_qk, dec_v, kv_elems, kv_dtype, n)))
     if shape.prefill_tokens:
         q = shape.prefill_tokens / par.dp
         seqs = max(q / max(shape.prefill_seq_len, 1.0), 1.0)
@@ -158,8 +160,9 @@ def step_time(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, *, e
               kv_dtype: str = "bf16", skew: float = 1.0) -> StepTime:
     """Wall time of one iteration of the whole instance (all pp stages) plus the engine's overhead."""
     micro = StepShape(shape.decode_seqs / par.pp, shape.decode_context, shape.prefill_tokens / par.pp,
-                      shape.prefill_seq_len)
-    sampled = micro.decode_seqs + (micro.prefill_tokens / shape.prefill_seq_len if shape.prefill_seq_len else 0)
+                      shape.prefill_seq_len, shape.decode_tokens_per_seq)
+    sampled = micro.decode_seqs * micro.decode_tokens_per_seq + (micro.prefill_tokens / shape.prefill_seq_len
+                                                                 if shape.prefill_seq_len else 0)
     exposed = engine.kernel_latency_exposed
     ops = stage_ops(model, gpu, par, micro, dtype, kv_dtype, skew, exposed) + [
         lm_head(model, gpu, par, sampled, dtype, exposed)]
