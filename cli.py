@@ -302,8 +302,6 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
              hwdb_dir: Optional[list[Path]] = typer.Option(None, "--hwdb", help="Extra folder of GPU YAMLs."),
              power_cap: Optional[str] = typer.Option(None, "--power-cap", help="Board power cap per GPU type, "
                                                      "h100_sxm=500,b200=700 (W): lower clocks, lower peak FLOPs."),
-             energy: bool = typer.Option(False, "--energy", help="Add watts and joules per output token to every "
-                                                                 "plan."),
              spec: Optional[str] = typer.Option(None, "--spec", help="Speculative decoding: draft=MODEL,k=4,accept=0.7 "
                                                 "or mtp,k=1,accept=0.8 (k: the most draft tokens tried)."),
              kv_compression: Optional[float] = typer.Option(None, "--kv-compression", help="P->D KV transfer "
@@ -324,8 +322,6 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
         from planner.energy import parse_power_cap
 
         extra["power_cap"] = parse_power_cap(power_cap)
-    if energy:
-        extra["energy"] = True
     if spec is not None:
         from planner.spec import parse_spec
 

@@ -45,7 +45,6 @@ class Request:
     extra_hwdb: tuple = ()
     calibration: object = None  # planner.calibrate.Calibration
     power_cap: dict | None = None  # GPU type -> board power cap, W (planner.energy: lower SM clock)
-    energy: bool = False  # add watts and J/token to every plan (implied by objective energy / power_cap)
     spec: object = None  # planner.spec.SpecConfig: speculative decoding (--spec), k chosen per instance type
     kv_compression: float = 1.0  # --kv-compression: P -> D KV transfer ships kv_bytes / this
 
@@ -87,11 +86,6 @@ def _fleet(req: Request) -> tuple[list, dict | None, list[str]]:
     return gpus, inventory, notes
 
 
-def wants_energy(req: Request) -> bool:
-    """Watts and J/token in the plans: asked for, or implied by --objective energy / --power-cap."""
-    return bool(req.energy or req.objective == "energy" or req.power_cap)
-
-
 # Default routing skew when no expert statistics are given: Zipf exponent 0.5 over the experts (an assumption,
 # not a measurement: trained routers with load-balancing losses are far flatter than s = 1).
 ZIPF_S = 0.5
@@ -114,15 +108,21 @@ def expert_skew(model: ModelSpec, eps: set[int], loads: tuple[float, ...] | None
     return out
 
 
-def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[str, RequestClass], req: Request,
-              gpu) -> InstancePlan:
-    util = sum(r / (count * c.capacity[s].rate_rps) for s, r in load.items() if r > 0)
+def _instance_setup(c: Candidate, req: Request, gpu) -> Setup:
+    """The Setup of a candidate instance: speculation at its chosen depth, compressed KV hand-off."""
     setup = Setup(req.model, gpu, c.par, _engine(req).for_gpu(gpu), req.dtype, req.kv_dtype, c.chunk_tokens, c.skew)
-    if c.spec_k or req.kv_compression != 1.0:  # speculation at the chosen depth; compressed KV hand-off
+    if c.spec_k or req.kv_compression != 1.0:
         from planner.spec import resolve
 
         setup = replace(setup, spec=resolve(req.spec, req.model, c.par, c.spec_k or 0, gpu.scaleup_domain_gpus),
                         kv_compression=req.kv_compression)
+    return setup
+
+
+def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[str, RequestClass], req: Request,
+              gpu) -> InstancePlan:
+    util = sum(r / (count * c.capacity[s].rate_rps) for s, r in load.items() if r > 0)
+    setup = _instance_setup(c, req, gpu)
     ttft = tpot = 0.0
     for s, r in sorted(load.items()):
         if r <= 0:
@@ -178,18 +178,7 @@ def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request, gpus: dict)
     usd_per_m = sol.cost_usd_per_h / (tokens * 3600) * 1e6 if tokens > 0 else 0.0
     plan = Plan(rank, sol.family, mode, goodput, tokens, tokens / n_gpus if n_gpus else 0.0, sol.cost_usd_per_h,
                 usd_per_m, dict(sol.gpus), tuple(instances), predicted, binding)
-    return _with_energy(plan, sol, cands, req, gpus) if wants_energy(req) else plan
-
-
-def _energy_setup(c: Candidate, req: Request, gpu) -> Setup:
-    """The instance's Setup as `_instance` builds it (keep the two in step)."""
-    setup = Setup(req.model, gpu, c.par, _engine(req).for_gpu(gpu), req.dtype, req.kv_dtype, c.chunk_tokens, c.skew)
-    if getattr(c, "spec_k", 0) or getattr(req, "kv_compression", 1.0) != 1.0:
-        from planner.spec import resolve
-
-        setup = replace(setup, spec=resolve(req.spec, req.model, c.par, c.spec_k or 0, gpu.scaleup_domain_gpus),
-                        kv_compression=req.kv_compression)
-    return setup
+    return _with_energy(plan, sol, cands, req, gpus)
 
 
 def _with_energy(plan: Plan, sol, cands: dict[str, Candidate], req: Request, gpus: dict) -> Plan:
@@ -202,7 +191,7 @@ def _with_energy(plan: Plan, sol, cands: dict[str, Candidate], req: Request, gpu
         c = cands[name]
         per_instance = {s: sol.routing.get((name, s), 0.0) / count for s in classes}
         caps = {s: cap.rate_rps for s, cap in c.capacity.items()}
-        watts += count * instance_watts(_energy_setup(c, req, gpus[c.gpu]), c.role, per_instance, classes, caps)
+        watts += count * instance_watts(_instance_setup(c, req, gpus[c.gpu]), c.role, per_instance, classes, caps)
     return replace(plan, energy=plan_energy(watts, plan.tokens_per_s).to_json())
 
 
@@ -279,7 +268,7 @@ def _watts_at_capacity(req: Request, gpus: dict):
     close to full load, and the plans report their watts at the routed load."""
     from planner.energy import full_load_watts
 
-    return lambda c: full_load_watts(_energy_setup(c, req, gpus[c.gpu]), c.role, list(req.classes), c.capacity)
+    return lambda c: full_load_watts(_instance_setup(c, req, gpus[c.gpu]), c.role, list(req.classes), c.capacity)
 
 
 def optimize(req: Request, progress=None) -> Result:

@@ -19,6 +19,22 @@ def launch_for(plan: Plan, req: Request) -> list[LaunchCommand]:
                            spec=getattr(req, "spec", None))
 
 
+def _levers(req: Request) -> dict:
+    """The request's non-default levers, recorded so `planner simulate` rebuilds the same instances."""
+    out = {}
+    if req.spec is not None:
+        out["spec"] = req.spec.label()
+    if req.kv_compression != 1.0:
+        out["kv_compression"] = req.kv_compression
+    if req.link_gbps:
+        out["link_gbps"] = req.link_gbps
+    if req.power_cap:
+        out["power_cap_w"] = dict(sorted(req.power_cap.items()))
+    if req.extra_hwdb:
+        out["hwdb"] = [str(d) for d in req.extra_hwdb]
+    return out
+
+
 def result_json(result: Result, req: Request, launch: bool = False) -> dict:
     def plan_json(p: Plan) -> dict:
         d = p.to_json()
@@ -36,6 +52,7 @@ def result_json(result: Result, req: Request, launch: bool = False) -> dict:
                       "slo": {"ttft_ms": c.slo.ttft_ms, "tpot_ms": c.slo.tpot_ms, "percentile": c.slo.percentile},
                       **({"arrival": c.arrival.to_json()} if c.arrival is not None else {})}
                      for c in req.classes],
+        **({"levers": levers} if (levers := _levers(req)) else {}),
         "plans": [plan_json(p) for p in result.plans],
         "family_bests": [plan_json(p) for p in result.family_bests],
         "solver": {k: v for k, v in result.solver.items()},

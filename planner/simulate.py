@@ -39,7 +39,7 @@ import heapq
 import math
 import time
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -267,7 +267,8 @@ def _select_plan(plan_json, rank: int) -> dict:
 
 
 def _setups(plan_json, plan, calibration):
-    """One Setup per instance group, from the JSON (the same construction as planner.optimize)."""
+    """One Setup per instance group, from the JSON (the same construction as planner.optimize, with the levers
+    the document records: extra hwdb folders, power caps, speculative decoding, KV compression)."""
     import hwdb
 
     from planner.estimate import Setup
@@ -286,6 +287,13 @@ def _setups(plan_json, plan, calibration):
         raise PlannerInputError(f"plan: field 'engine': {e}") from None
     if calibration is not None:
         engine = calibration.apply_engine(engine)
+    levers = plan_json.get("levers") or {}
+    extra_dirs = tuple(levers.get("hwdb") or ())
+    spec = None
+    if levers.get("spec"):
+        from planner.spec import parse_spec
+
+        spec = parse_spec(str(levers["spec"]))
     groups = []
     for i, inst in enumerate(insts):
         where = f"instances[{i}]"
@@ -294,14 +302,23 @@ def _setups(plan_json, plan, calibration):
             raise PlannerInputError(f"plan: field '{where}.role' must be agg, prefill, decode or multiplex, "
                                     f"got {role!r}")
         try:
-            gpu = hwdb.load_gpu(str(_field(inst, "gpu", where)))
+            gpu = hwdb.load_gpu(str(_field(inst, "gpu", where)), extra_dirs=extra_dirs)
         except ValueError as e:
             raise PlannerInputError(f"plan: field '{where}.gpu': {e}") from None
+        if levers.get("power_cap_w"):
+            from planner.energy import capped_gpu
+
+            gpu = capped_gpu(gpu, levers["power_cap_w"], extra_dirs)
         if calibration is not None:
             gpu = calibration.apply_gpu(gpu)
         par = ParallelConfig(*(max(1, _field(inst, k, where, int)) for k in ("tp", "pp", "ep", "dp")))
         setup = Setup(model, gpu, par, engine.for_gpu(gpu), dtype, kv_dtype,
-                      _field(inst, "chunk_tokens", where, int), float(inst.get("skew", 1.0)))
+                      _field(inst, "chunk_tokens", where, int), float(inst.get("skew", 1.0)),
+                      kv_compression=float(levers.get("kv_compression", 1.0)))
+        if spec is not None and inst.get("spec_k"):
+            from planner.spec import resolve
+
+            setup = replace(setup, spec=resolve(spec, model, par, int(inst["spec_k"]), gpu.scaleup_domain_gpus))
         if role == "multiplex":  # intra-GPU P/D: its prefill and decode partitions as a P/D pair, no KV hand-off
             from planner.multiplex import partition_setups
 
@@ -639,7 +656,7 @@ def _trace_arrays(trace, classes: list[_Class]):
     return arrival, isl, osl, cls
 
 
-def _engines(groups, classes: list[_Class], mode: int, seed: int):
+def _engines(groups, classes: list[_Class], mode: int, seed: int, link_gbps: float | None = None):
     """The plan's instances as engines, and per class the pickers of its entry and decode instances."""
     import random
 
@@ -655,7 +672,7 @@ def _engines(groups, classes: list[_Class], mode: int, seed: int):
         if count <= 0:
             continue
         role = _ROLES[role_name.removeprefix("mux_")]
-        times = tables.setdefault((setup.gpu, setup.par, setup.chunk, setup.skew, setup.engine), {})
+        times = tables.setdefault(setup, {})
         handoff = None
         if role_name == "mux_prefill":  # the KV stays on the GPU: the decode partition starts at once
             def handoff(isl):
@@ -664,7 +681,7 @@ def _engines(groups, classes: list[_Class], mode: int, seed: int):
             def handoff(isl, setup=setup, memo={}):  # noqa: B006  per-group memo of the KV hand-off time
                 v = memo.get(isl)
                 if v is None:
-                    v = memo[isl] = kv_handoff_s(setup, isl)
+                    v = memo[isl] = kv_handoff_s(setup, isl, link_gbps)
                 return v
         weights = {c.name: float(load.get(c.name, 0) or 0) for c in classes}
         served = [c for c in classes if weights[c.name] > 0] or classes
@@ -825,7 +842,8 @@ def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = No
     sim.seq = 0
     sim.w0 = float(arrival[n_warm])
     sim.w1 = t_end
-    engines, entry, exits = _engines(groups, classes, ROUTERS.index(router), seed)
+    engines, entry, exits = _engines(groups, classes, ROUTERS.index(router), seed,
+                                     (plan_json.get("levers") or {}).get("link_gbps"))
     horizon = t_end + max(DRAIN_MIN_S, duration)
     _run(sim, engines, entry, exits, cls_arr.tolist(), horizon)
 

@@ -27,7 +27,7 @@ def _req(rate=20.0, **kw) -> Request:
 @pytest.fixture(scope="module")
 def cost_and_energy():
     """The same 20 req/s demand, planned for cost and for energy on the default (free) GPU choice."""
-    return optimize(_req(objective="cost", energy=True)), optimize(_req(objective="energy"))
+    return optimize(_req(objective="cost")), optimize(_req(objective="energy"))
 
 
 def test_every_plan_has_positive_joules_per_token_equal_to_watts_over_tokens(cost_and_energy):
@@ -42,9 +42,11 @@ def test_every_plan_has_positive_joules_per_token_equal_to_watts_over_tokens(cos
             assert idle < e["watts"] <= tdp
 
 
-def test_energy_is_opt_in_so_default_plans_are_unchanged():
+def test_every_plan_reports_its_watts_and_joules_per_token():
     res = optimize(_req(objective="cost"))
-    assert all(p.energy is None and "energy" not in p.to_json() for p in res.plans + res.family_bests)
+    for p in res.plans + res.family_bests:
+        assert p.to_json()["energy"]["watts"] > 0
+        assert p.energy["joules_per_token"] == pytest.approx(p.energy["watts"] / p.tokens_per_s)
 
 
 def test_objective_energy_needs_no_more_watts_than_the_cost_plan(cost_and_energy):
@@ -58,7 +60,7 @@ def test_objective_energy_needs_no_more_watts_than_the_cost_plan(cost_and_energy
 
 def test_objective_energy_needs_no_more_watts_than_the_goodput_plan_on_a_fleet():
     fleet = {"h100_sxm": 8, "l40s": 8}
-    good = optimize(_req(rate=10.0, inventory=fleet, energy=True))
+    good = optimize(_req(rate=10.0, inventory=fleet))
     frugal = optimize(_req(rate=10.0, inventory=fleet, objective="energy"))
     assert good.plans[0].goodput_rps == pytest.approx(frugal.plans[0].goodput_rps, rel=1e-6)
     assert frugal.plans[0].energy["watts"] <= good.plans[0].energy["watts"] + 1e-6
@@ -102,7 +104,7 @@ def test_power_cap_slows_compute_bound_prefill_more_than_memory_bound_decode():
 
 def test_power_cap_lowers_goodput_and_power_of_a_fixed_fleet():
     base = optimize(Request(load_model("llama-3.1-70b"), (RequestClass("default", 2048, 256, 0.0, SLO),),
-                            inventory={"h100_sxm": 8}, dtype="fp8", top_k=1, energy=True))
+                            inventory={"h100_sxm": 8}, dtype="fp8", top_k=1))
     capped = optimize(Request(load_model("llama-3.1-70b"), (RequestClass("default", 2048, 256, 0.0, SLO),),
                               inventory={"h100_sxm": 8}, dtype="fp8", top_k=1, power_cap={"h100": 450}))
     assert capped.plans[0].goodput_rps < base.plans[0].goodput_rps
@@ -151,7 +153,7 @@ def test_cli_energy_in_json_table_markdown_and_html(tmp_path):
     assert "<th>J/tok</th>" in html and 'class="jpt"' in html
     md = runner.invoke(app, [*args, "--format", "markdown"])
     assert md.exit_code == 0 and "| W | J/tok |" in md.stdout
-    table = runner.invoke(app, [*args, "--energy"])
+    table = runner.invoke(app, args)
     assert table.exit_code == 0 and "J/tok" in table.stdout and "power cap h100_sxm 500 W" in table.stdout
     plain = runner.invoke(app, ["optimize", "llama-3.1-8b", *WL, "--gpus", "h100_sxm:2", "--top", "1", "--quiet"])
-    assert plain.exit_code == 0 and "J/tok" not in plain.stdout
+    assert plain.exit_code == 0 and "J/tok" in plain.stdout  # every plan carries its energy
