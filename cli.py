@@ -33,13 +33,13 @@ class PlanFmt(str, Enum):
 
 
 def _console(stderr: bool = False):
-    """Rich console; when the output is not a terminal (a pipe, a file) tables are laid out 120 wide."""
+    """Rich console; when the output is not a terminal (a pipe, a file) tables are laid out 140 wide."""
     import os
 
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    width = None if stream.isatty() or "COLUMNS" in os.environ else 120
+    width = None if stream.isatty() or "COLUMNS" in os.environ else 140
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
