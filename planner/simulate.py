@@ -575,26 +575,6 @@ def _rates(plan: dict, classes: list[_Class], rate_rps: float | None) -> dict[st
     return {name: goal * v / total for name, v in served.items()}
 
 
-def _poisson(rates: dict, classes: list[_Class], duration_s: float, seed: int):
-    """Merged Poisson arrivals of every class in [0, duration): (times, class index), sorted (stable)."""
-    rng = np.random.default_rng(seed)
-    ts, cs = [], []
-    for ci, c in enumerate(classes):
-        lam = rates.get(c.name, 0.0)
-        if lam <= 0:
-            continue
-        n = int(lam * duration_s + 6 * math.sqrt(lam * duration_s) + 20)
-        t = np.cumsum(rng.exponential(1.0 / lam, n))
-        while t[-1] < duration_s:
-            t = np.concatenate([t, t[-1] + np.cumsum(rng.exponential(1.0 / lam, n))])
-        t = t[t < duration_s]
-        ts.append(t)
-        cs.append(np.full(len(t), ci, dtype=np.int64))
-    t, c = np.concatenate(ts), np.concatenate(cs)
-    order = np.argsort(t, kind="stable")
-    return t[order], c[order]
-
-
 def _renewal(rates: dict, classes: list[_Class], duration_s: float, seed: int, cv: float | None):
     """Merged arrivals of every class in [0, duration): per class a renewal process at its rate with gamma
     inter-arrival times of coefficient of variation cv (shape 1/cv², so cv = 1 is Poisson; `cv` overrides the
@@ -616,9 +596,13 @@ def _renewal(rates: dict, classes: list[_Class], duration_s: float, seed: int, c
         else:
             shape = 1.0 / (k_cv * k_cv)
             n = int(lam * duration_s + 6 * k_cv * math.sqrt(lam * duration_s) + 20)
-            t = np.cumsum(rng.gamma(shape, 1.0 / (lam * shape), n))
+
+            def gaps(n=n, shape=shape, lam=lam):  # cv = 1: exponential gaps, a Poisson process
+                return rng.exponential(1.0 / lam, n) if shape == 1.0 else rng.gamma(shape, 1.0 / (lam * shape), n)
+
+            t = np.cumsum(gaps())
             while t[-1] < duration_s:
-                t = np.concatenate([t, t[-1] + np.cumsum(rng.gamma(shape, 1.0 / (lam * shape), n))])
+                t = np.concatenate([t, t[-1] + np.cumsum(gaps())])
             t = t[t < duration_s]
         ts.append(t)
         cs.append(np.full(len(t), ci, dtype=np.int64))
@@ -805,12 +789,9 @@ def simulate_plan(plan_json: dict, *, rank: int = 1, rate_rps: float | None = No
         if not duration_s > 0 or not math.isfinite(duration_s):
             raise PlannerInputError(f"--duration-s: must be a positive number of seconds, got {duration_s:g}")
         rates = _rates(plan, classes, rate_rps)
-        if arrival_cv is None and all(c.cv == 1.0 and not c.trace_times for c in classes):
-            arrival, cls_arr = _poisson(rates, classes, duration_s, seed)
-        else:
-            if arrival_cv is not None and not (arrival_cv > 0 and math.isfinite(arrival_cv)):
-                raise PlannerInputError(f"--arrival: the cv must be a positive number, got {arrival_cv:g}")
-            arrival, cls_arr = _renewal(rates, classes, duration_s, seed, arrival_cv)
+        if arrival_cv is not None and not (arrival_cv > 0 and math.isfinite(arrival_cv)):
+            raise PlannerInputError(f"--arrival: the cv must be a positive number, got {arrival_cv:g}")
+        arrival, cls_arr = _renewal(rates, classes, duration_s, seed, arrival_cv)
         isl_arr = np.array([c.isl for c in classes], dtype=np.int64)[cls_arr]
         osl_arr = np.array([c.osl for c in classes], dtype=np.int64)[cls_arr]
         t_end = duration = float(duration_s)
