@@ -174,3 +174,25 @@ def test_bad_loads_are_input_errors():
     with pytest.raises(InfeasibleError) as exc:
         estimate.steady_state(s, 1024, 256, 10 * s.memory(1280).max_batch)
     assert exc.value.binding == "kv_memory"
+
+
+def test_estimate_works_for_every_bundled_model_on_every_gpu_it_fits():
+    """The issue's bar: `planner estimate` runs for each bundled model on each hwdb GPU (at the fewest GPUs that
+    hold it, with the engine's defaults), giving finite positive latencies."""
+    import math as _math
+
+    import hwdb
+    from planner.model import bundled_models
+    from planner.perf.memory import min_gpus_to_hold
+
+    engine = hwdb.load_engine("vllm")
+    ran = 0
+    for model in bundled_models().values():
+        for gpu in hwdb.list_gpus():
+            fit = min_gpus_to_hold(model, gpu, "fp8", engine.for_gpu(gpu), max_gpus=64)
+            if fit is None:
+                continue
+            e = estimate.offline(estimate.Setup(model, gpu, fit[1], engine.for_gpu(gpu), "fp8"), 1024, 256)
+            assert e.tokens_per_s_per_gpu > 0 and _math.isfinite(e.ttft_ms) and e.tpot_ms > 0, (model.name, gpu.name)
+            ran += 1
+    assert ran >= 150
