@@ -8,7 +8,7 @@ Each parameter group is fitted on its own op class by scipy least squares on log
   gemm rows        -> gemm[bf16], gemm[fp8], memory, kernel_launch_us
   attention rows   -> attention, attention_latency_us          (memory from the gemm fit)
   all-reduce rows  -> scaleup, scaleup_latency_us             (TRT-LLM custom all-reduce: what engines run)
-  moe rows         -> grouped_gemm
+  moe rows         -> grouped_gemm_half_tokens (tokens per expert at half the dense GEMM efficiency)
 GPUs with only GEMM samples (H200, B200) keep their other values.
 """
 
@@ -35,12 +35,12 @@ GROUPS = {
     "gemm": (("gemm",), ("gemm.bf16", "gemm.fp8", "memory", "kernel_launch_us")),
     "attention": (("attention_decode", "attention_prefill"), ("attention", "attention_latency_us")),
     "allreduce": (("allreduce",), ("scaleup", "scaleup_latency_us")),
-    "moe": (("moe",), ("grouped_gemm",)),
+    "moe": (("moe",), ("grouped_gemm_half_tokens",)),
 }
 # Physical bounds: no kernel streams HBM faster than ~92% of the datasheet bandwidth (STREAM-class results
 # on H100 reach ~90%); without this cap the fit trades bandwidth for launch latency on GEMV rows.
 BOUNDS = {"kernel_launch_us": (0.0, 30.0), "attention_latency_us": (0.0, 60.0), "scaleup_latency_us": (0.0, 20.0),
-          "memory": (0.3, 0.92)}
+          "memory": (0.3, 0.92), "grouped_gemm_half_tokens": (1.0, 4096.0)}
 
 
 def _with(gpu, values: dict):
@@ -67,9 +67,7 @@ def fit_gpu(gpu, samples) -> tuple[object, dict]:
         names = [n for n in names if not n.startswith("gemm.") or n.split(".")[1] in gpu.peak_tflops]
         if not rows:
             continue
-        # start inside the bounds' lower half: a max(compute, memory) roofline is flat in the compute efficiency
-        # while an op is memory bound, so a start at a high efficiency can stall there
-        x0 = np.array([min(_current(gpu, n), 0.3) if n == "grouped_gemm" else _current(gpu, n) for n in names])
+        x0 = np.array([_current(gpu, n) for n in names])
         lo = np.array([BOUNDS.get(n, (0.05, 1.0))[0] for n in names])
         hi = np.array([BOUNDS.get(n, (0.05, 1.0))[1] for n in names])
 
@@ -124,7 +122,7 @@ def main() -> None:
 # Parameters a GPU without its own samples takes from the H100 fit: kernel/attention latencies, attention and
 # grouped-GEMM efficiencies and the streaming-bandwidth fraction are properties of the software stack (TRT-LLM /
 # FlashAttention-class kernels) more than of the die; each file's GEMM efficiencies stay its own.
-PROPAGATED = ("memory", "kernel_launch_us", "attention", "attention_latency_us", "grouped_gemm", "scaleup",
+PROPAGATED = ("memory", "kernel_launch_us", "attention", "attention_latency_us", "grouped_gemm_half_tokens", "scaleup",
               "scaleup_latency_us")
 
 
@@ -134,7 +132,7 @@ def propagate(reference: dict, fitted_systems: set[str]) -> None:
             continue
         own = {k: v for k, v in reference.items() if k in PROPAGATED}
         set_efficiency(gpu.name, own, "gemm efficiencies: defaults (no kernel samples for this part); memory, "
-                                  "latencies, attention, grouped_gemm and scale-up taken by analogy from the "
+                                  "latencies, attention, grouped GEMM and scale-up taken by analogy from the "
                                   "h100_sxm least-squares fit (benchmarks/fit_kernels.py) on "
                                   "shared/data/kernel_samples.csv; not measured on this part.")
 

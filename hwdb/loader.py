@@ -193,7 +193,7 @@ class Efficiency:
     """Roofline efficiencies of one accelerator (fractions of datasheet peaks) and latencies."""
 
     gemm: dict[str, float]
-    grouped_gemm: float  # MoE grouped GEMM: multiplier on gemm (many small per-expert matrices)
+    grouped_gemm_half_tokens: float  # MoE grouped GEMM reaches half the dense GEMM efficiency at this many tokens per expert
     attention: float
     memory: float
     scaleup: float
@@ -205,7 +205,7 @@ class Efficiency:
     fitted_on: str
 
     def __hash__(self) -> int:
-        return hash((tuple(sorted(self.gemm.items())), self.grouped_gemm, self.attention, self.memory,
+        return hash((tuple(sorted(self.gemm.items())), self.grouped_gemm_half_tokens, self.attention, self.memory,
                      self.scaleup, self.scaleout, self.scaleup_latency_us, self.scaleout_latency_us,
                      self.kernel_launch_us, self.attention_latency_us, self.fitted_on))
 
@@ -561,8 +561,9 @@ _GPU_FIELDS = (
     "sources",
     "notes",
 )
-_EFF_FRACTIONS = ("grouped_gemm", "attention", "memory", "scaleup", "scaleout")
-_EFF_LATENCIES = ("scaleup_latency_us", "scaleout_latency_us", "kernel_launch_us", "attention_latency_us")
+_EFF_FRACTIONS = ("attention", "memory", "scaleup", "scaleout")
+_EFF_LATENCIES = ("scaleup_latency_us", "scaleout_latency_us", "kernel_launch_us", "attention_latency_us",
+                  "grouped_gemm_half_tokens")
 _EFF_FIELDS = ("gemm", *_EFF_FRACTIONS, *_EFF_LATENCIES, "fitted_on")
 
 
@@ -585,7 +586,7 @@ def _parse_efficiency(shown: str, raw: Any, peak: Mapping[str, float]) -> Effici
         raise g.fail("bf16", "missing (required: the fallback of every other dtype)")
     return Efficiency(
         gemm=FrozenDict(gemm),
-        grouped_gemm=c.fraction("grouped_gemm"),
+        grouped_gemm_half_tokens=c.number("grouped_gemm_half_tokens", allow_zero=True),
         attention=c.fraction("attention"),
         memory=c.fraction("memory"),
         scaleup=c.fraction("scaleup"),

@@ -22,7 +22,7 @@ METRICS = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")
 # The constants a fit may move, with the bounds that keep them physical.
 ENGINE_PARAMS = {"step_overhead_ms": (0.05, 60.0), "per_seq_overhead_us": (0.0, 400.0),
                  "kernel_latency_exposed": (0.0, 1.0)}
-GPU_PARAMS = {"memory": (0.3, 1.0), "gemm": (0.2, 1.0), "attention": (0.1, 1.0), "grouped_gemm": (0.1, 1.0)}
+GPU_PARAMS = {"memory": (0.3, 1.0), "gemm": (0.2, 1.0), "attention": (0.1, 1.0), "grouped_gemm_half_tokens": (1.0, 4096.0)}
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ def informed_parameters(points: list[MeasuredPoint]) -> list[Param]:
         math_dtype = compute_dtype(p.dtype, hwdb.load_gpu(p.gpu))
         params.update({("gpus", p.gpu, "memory", ""), ("gpus", p.gpu, "gemm", math_dtype)})
         if load_model(p.model).is_moe:
-            params.add(("gpus", p.gpu, "grouped_gemm", ""))
+            params.add(("gpus", p.gpu, "grouped_gemm_half_tokens", ""))
     return sorted(params)
 
 

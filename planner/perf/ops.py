@@ -21,6 +21,7 @@ class Op:
     bytes: float
     dtype: str = "bf16"  # compute dtype (gemm / moe)
     count: float = 1.0  # how many times it runs per step (layers on this GPU)
+    rows_per_matrix: float = 0.0  # moe: tokens each expert's GEMM multiplies (its M dimension)
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ def grouped_moe(name: str, tokens: float, experts_local: float, experts_touched:
     touched = min(experts_local, experts_touched * imbalance)
     flops = 2.0 * tokens * imbalance * per_expert_params
     byts = touched * per_expert_params * dtype_bytes(weight_dtype) + 4 * tokens * imbalance * hidden * ACT_BYTES
-    return Op(name, "moe", flops, byts, compute_dtype(weight_dtype, gpu), count)
+    rows = tokens * imbalance / touched if touched > 0 else 0.0
+    return Op(name, "moe", flops, byts, compute_dtype(weight_dtype, gpu), count, rows)
 
 
 def expected_distinct_experts(num_experts: int, top_k: int, tokens: float) -> float:
@@ -85,6 +87,17 @@ def elementwise(name: str, tokens: float, hidden: int, passes: float, count: flo
     return Op(name, "elementwise", 0.0, passes * tokens * hidden * ACT_BYTES, "bf16", count)
 
 
+MMA_TILE_ROWS = 64  # M of one Hopper warpgroup MMA (wgmma m64nNk16): the smallest row block a GEMM tile computes
+
+
+def grouped_gemm_efficiency(rows: float, half_rows: float) -> float:
+    """Share of dense GEMM efficiency a grouped (per-expert) GEMM keeps with `rows` tokens per expert:
+    (m + M_tile) / (m + M_tile + m½). Few rows per expert leave tiles partly empty and pay the grouped kernel's
+    per-expert scheduling; m½ (fitted, hwdb `grouped_gemm_half_tokens`) sets how fast that fades. At m → 0 the
+    penalty is bounded by one tile, so a one-token expert GEMM stays memory bound, as GEMV-style kernels are."""
+    return (rows + MMA_TILE_ROWS) / (rows + MMA_TILE_ROWS + half_rows)
+
+
 @lru_cache(maxsize=4096)
 def gemm_flops_per_s(gpu, dtype: str) -> float:
     """Achievable GEMM FLOP/s: dense peak of the dtype (with hwdb's fallback chain) × its efficiency."""
@@ -102,7 +115,7 @@ def op_time(op: Op, gpu, latency_exposed: float = 1.0) -> OpTime:
         peak = gemm_flops_per_s(gpu, op.dtype)
         latency = eff.kernel_launch_us * 1e-6 * latency_exposed
         if op.kind == "moe":
-            peak *= eff.grouped_gemm
+            peak *= grouped_gemm_efficiency(op.rows_per_matrix, eff.grouped_gemm_half_tokens)
     t_compute = op.flops / peak
     t_memory = op.bytes / (gpu.mem_bw_gbps * 1e9 * eff.memory)
     body = max(t_compute, t_memory)
