@@ -399,7 +399,7 @@ class _progress:
 
 
 def _print_plans(result, req, launch: bool, out: Optional[Path]) -> None:
-    from planner.report import launch_for
+    from planner.report import instance_label, launch_for
 
     c = _console()
     c.record = out is not None
@@ -410,16 +410,9 @@ def _print_plans(result, req, launch: bool, out: Optional[Path]) -> None:
     for n in result.notes:
         c.print(f"[dim]note:[/] {n}")
 
-    def inst_text(i) -> str:
-        par = f"TP{i.tp}" + (f"·PP{i.pp}" if i.pp > 1 else "") + (f"·EP{i.ep}" if i.ep > 1 else "") + (
-            f"·DP{i.dp}" if i.dp > 1 else "")
-        return f"{i.count}× {i.role} {i.gpu} {par}" + (f" C{i.chunk_tokens}" if i.role == "agg" else "") + (
-            f" f{i.sm_fraction:g}" if i.role == "multiplex" else "") + (
-            f" spec k={i.spec_k}" if i.spec_k is not None and i.role != "prefill" else "")
-
     def rows(plans):
         for p in plans:
-            yield [FAMILY_LABEL.get(p.family, str(p.rank)), "\n".join(inst_text(i) for i in p.instances),
+            yield [FAMILY_LABEL.get(p.family, str(p.rank)), "\n".join(instance_label(i) for i in p.instances),
                    "\n".join(f"{n} {g}" for g, n in sorted(p.gpus.items())), f"{p.goodput_rps:,.2f}",
                    f"{p.tokens_per_s_per_gpu:,.0f}", f"{p.cost_usd_per_h:,.2f}", f"{p.usd_per_million_tokens:,.2f}",
                    f"{p.predicted['ttft_ms']:,.0f}", f"{p.predicted['tpot_ms']:,.1f}"] + (

@@ -10,6 +10,15 @@ from planner.optimize import Request, Result
 from planner.plan import Plan
 
 
+def instance_label(i) -> str:
+    """'2× agg h100_sxm TP2·PP2 C2048': degrees above 1 only, the chunk budget of collocated instances, the SM
+    split of multiplexed ones and the speculation depth when speculative decoding was searched."""
+    par = f"TP{i.tp}" + "".join(f"·{k}{v}" for k, v in (("PP", i.pp), ("EP", i.ep), ("DP", i.dp)) if v > 1)
+    return (f"{i.count}× {i.role} {i.gpu} {par}" + (f" C{i.chunk_tokens}" if i.role == "agg" else "")
+            + (f" f{i.sm_fraction:g}" if i.role == "multiplex" else "")
+            + (f" spec k={i.spec_k}" if i.spec_k is not None and i.role != "prefill" else ""))
+
+
 def launch_for(plan: Plan, req: Request) -> list[LaunchCommand]:
     import hwdb
 
@@ -72,9 +81,7 @@ def result_markdown(result: Result, req: Request, launch: bool = False) -> str:
               + (" W | J/tok |" if with_energy else ""),
               "|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if with_energy else "")]
     for p in result.plans + result.family_bests:
-        inst = "<br>".join(f"{i.count}× {i.role} {i.gpu} TP{i.tp}" + (f" PP{i.pp}" if i.pp > 1 else "")
-                           + (f" EP{i.ep}" if i.ep > 1 else "") + (f" DP{i.dp}" if i.dp > 1 else "")
-                           for i in p.instances)
+        inst = "<br>".join(instance_label(i) for i in p.instances)
         gpus = ", ".join(f"{n}× {g}" for g, n in sorted(p.gpus.items()))
         lines.append(f"| {p.family or p.rank} | {gpus} | {inst} | {p.goodput_rps:.2f} | {p.tokens_per_s_per_gpu:,.0f} | "
                      f"{p.cost_usd_per_h:,.2f} | {p.usd_per_million_tokens:,.2f} | {p.predicted['ttft_ms']:,.0f} | "
@@ -187,7 +194,7 @@ def _breakdown_html(plan: Plan, req: Request) -> str:
                        f'<td><div class="bar" style="width:{max(r["share"], 0.002) * 300:.0f}px"></div></td></tr>'
                        for r in rows)
         what = "prefill of one prompt" if inst.role == "prefill" else "decode iteration at the routed batch"
-        parts.append(f"<h4>{inst.count}× {inst.role} {inst.gpu} TP{inst.tp} PP{inst.pp} EP{inst.ep} DP{inst.dp} — "
+        parts.append(f"<h4>{html.escape(instance_label(inst))} — "
                      f"{what} (class {html.escape(cls.name)})</h4><table class='bd'><tr><th>op</th><th>bound</th>"
                      f"<th>ms</th><th>share</th></tr>{bars}</table>")
     return "\n".join(parts)
@@ -221,7 +228,7 @@ def result_html(result: Result, req: Request, sweep_rows: list[dict] | None = No
               for p in plans]
     rows = "".join(
         f'<tr class="plan"><td>{html.escape(str(p.family or p.rank))}</td><td>{html.escape(p.mode)}</td>'
-        f'<td>{"<br>".join(html.escape(f"{i.count}× {i.role} {i.gpu} TP{i.tp} PP{i.pp} EP{i.ep} DP{i.dp}") for i in p.instances)}</td>'
+        f'<td>{"<br>".join(html.escape(instance_label(i)) for i in p.instances)}</td>'
         f'<td class="goodput">{p.goodput_rps:.2f}</td><td>{p.tokens_per_s_per_gpu:,.0f}</td>'
         f'<td class="cost">{p.cost_usd_per_h:.2f}</td><td>{p.usd_per_million_tokens:.2f}</td>'
         f'<td>{p.predicted["ttft_ms"]:,.0f}</td><td>{p.predicted["tpot_ms"]:,.1f}</td>'
@@ -257,7 +264,7 @@ th {{ background: #f3f3f3; }}
 <p class="note">solver {html.escape(str(s["backend"]))} {html.escape(str(s["status"]))}, gap {s["gap"]:.2%},
 {s["candidates"]} instance types ({s["evaluated"]} evaluated).</p>
 <h2>Cost against goodput</h2>
-<p class="note">Blue: every evaluated collocated instance type as a single-type plan sized to the fleet (or the demand);
+<p class="note">Blue: every evaluated collocated instance type deployed alone, at every count the fleet, budget and demand allow;
 orange: the chosen plans; dashed: the Pareto frontier.</p>
 {_pareto_svg(single_type_points(result, req), chosen)}
 {"<h2>Rate sweep</h2><p class='note'>Best plan's cost and goodput at each swept request rate.</p>" + _sweep_svg(sweep_rows) if sweep_rows else ""}
