@@ -108,15 +108,34 @@ def expert_skew(model: ModelSpec, eps: set[int], loads: tuple[float, ...] | None
     return out
 
 
-def _instance_setup(c: Candidate, req: Request, gpu) -> Setup:
-    """The Setup of a candidate instance: speculation at its chosen depth, compressed KV hand-off."""
-    setup = Setup(req.model, gpu, c.par, _engine(req).for_gpu(gpu), req.dtype, req.kv_dtype, c.chunk_tokens, c.skew)
-    if c.spec_k or req.kv_compression != 1.0:
+def instance_setup(req: Request, gpu, par, chunk_tokens: int, skew: float, spec_k: int | None) -> Setup:
+    """The Setup of one instance of a plan: speculation at its chosen depth, compressed KV hand-off. The one
+    construction used for plan latencies, energy and the report's breakdowns."""
+    setup = Setup(req.model, gpu, par, _engine(req).for_gpu(gpu), req.dtype, req.kv_dtype, chunk_tokens, skew)
+    if spec_k or req.kv_compression != 1.0:
         from planner.spec import resolve
 
-        setup = replace(setup, spec=resolve(req.spec, req.model, c.par, c.spec_k or 0, gpu.scaleup_domain_gpus),
+        setup = replace(setup, spec=resolve(req.spec, req.model, par, spec_k or 0, gpu.scaleup_domain_gpus),
                         kv_compression=req.kv_compression)
     return setup
+
+
+def _instance_setup(c: Candidate, req: Request, gpu) -> Setup:
+    return instance_setup(req, gpu, c.par, c.chunk_tokens, c.skew, c.spec_k)
+
+
+def fleet_gpu(req: Request, name: str):
+    """A GPU of the request's fleet as the search saw it: user hwdb folders, calibration, power cap."""
+    import hwdb
+
+    gpu = hwdb.load_gpu(name, extra_dirs=req.extra_hwdb)
+    if req.calibration is not None:
+        gpu = req.calibration.apply_gpu(gpu)
+    if req.power_cap:
+        from planner.energy import capped_gpu
+
+        gpu = capped_gpu(gpu, req.power_cap, req.extra_hwdb)
+    return gpu
 
 
 def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[str, RequestClass], req: Request,

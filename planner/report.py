@@ -169,8 +169,8 @@ def _pareto_svg(points: list[dict], chosen: list[dict], width: int = 720, height
 
 def _breakdown_html(plan: Plan, req: Request) -> str:
     """Decode-iteration time by op for each instance group of the plan, at its routed load."""
-    import hwdb
-    from planner.estimate import Setup, breakdown_rows
+    from planner.estimate import breakdown_rows
+    from planner.optimize import fleet_gpu, instance_setup
     from planner.parallel import ParallelConfig
     from planner.perf.step import StepShape
 
@@ -181,14 +181,8 @@ def _breakdown_html(plan: Plan, req: Request) -> str:
             shape = StepShape(prefill_tokens=cls.isl, prefill_seq_len=cls.isl)
         else:
             shape = StepShape(max(inst.max_batch * inst.utilization, 1.0), cls.isl + cls.osl / 2)
-        gpu = hwdb.load_gpu(inst.gpu, extra_dirs=req.extra_hwdb)
-        if getattr(req, "power_cap", None):
-            from planner.energy import capped_gpu
-
-            gpu = capped_gpu(gpu, req.power_cap, req.extra_hwdb)
-        engine = hwdb.load_engine(req.engine).for_gpu(gpu)
-        setup = Setup(req.model, gpu, ParallelConfig(inst.tp, inst.pp, inst.ep, inst.dp), engine, req.dtype,
-                      req.kv_dtype, inst.chunk_tokens, inst.skew)
+        setup = instance_setup(req, fleet_gpu(req, inst.gpu), ParallelConfig(inst.tp, inst.pp, inst.ep, inst.dp),
+                               inst.chunk_tokens, inst.skew, inst.spec_k)
         rows = breakdown_rows(setup.step(shape))
         bars = "".join(f'<tr><td>{html.escape(r["op"])}</td><td>{r["bound"]}</td><td>{r["time_ms"]:.3f}</td>'
                        f'<td><div class="bar" style="width:{max(r["share"], 0.002) * 300:.0f}px"></div></td></tr>'
