@@ -503,10 +503,27 @@ def simulate(plan: Path = typer.Argument(..., help="JSON from `planner optimize 
 
 @app.command()
 @guarded
-def calibrate(measurements: Path = typer.Argument(..., help="CSV of your measured points (see planner/calibrate.py)."),
+def calibrate(measurements: Path = typer.Argument(..., help="CSV of measured runs (columns above)."),
               out: Path = typer.Option(Path("calib.yaml"), "--out", help="Where to write the calibration YAML."),
               fmt: Fmt = typer.Option(Fmt.table, "--format")):
-    """Fit efficiencies and engine overheads to your own measurements; use with --calibration."""
+    """Fit efficiencies and engine overheads to your own measurements; use with --calibration.
+
+    CSV, one row per measured run (an empty cell: not measured):
+      required  model, gpu (planner hw list), tp, isl, osl (tokens)
+      measured  one or more means: ttft_ms, tpot_ms (ms),
+                output_tokens_per_s_per_gpu
+      load      concurrency (or batch): closed loop; rate: open loop, req/s;
+                neither: offline max throughput; mode (concurrency, rate or
+                offline) says it explicitly
+      optional  engine (vllm, sglang, trtllm; default vllm), dtype and
+                kv_dtype (default bf16), pp, ep, dp (default 1), id;
+                other columns are ignored
+      long form metric and value columns instead of the metric columns
+
+    Example:
+      model,gpu,engine,tp,isl,osl,rate,ttft_ms,tpot_ms
+      llama-3.1-8b,h100_sxm,trtllm,1,467,256,32,50,19
+    """
     from planner.calibrate import fit, load_points
     from planner.jsonio import canonical_json
 

@@ -1,10 +1,12 @@
 """Measured serving points -> predictions, and a least-squares fit of efficiencies / engine overheads to them.
 
-CSV (one row per run; empty cells = not measured), columns:
-  model, gpu, engine, dtype, kv_dtype, tp, pp, ep, dp, isl, osl, concurrency, mode, ttft_ms, tpot_ms,
-  output_tokens_per_s_per_gpu   (engine, dtype, kv_dtype, pp, ep, dp, mode optional; mode = concurrency |
-  offline | rate, with the rate in a `rate` column)
+CSV (one row per run; empty cells = not measured; other columns ignored), columns:
+  model, gpu, engine, dtype, kv_dtype, tp, pp, ep, dp, isl, osl, concurrency (alias batch), rate (req/s), mode,
+  id, ttft_ms, tpot_ms, output_tokens_per_s_per_gpu   (required: model, gpu, tp, isl, osl and one measured mean;
+  engine vllm, dtype/kv_dtype bf16, pp/ep/dp 1 by default; mode = concurrency | offline | rate, by default rate
+  when a rate is given, else concurrency when a concurrency is given, else offline)
 or the long form of DESIGN §8: model, gpu, tp, pp, ep, isl, osl, batch | rate, metric, value.
+The README's "Calibrating to your measurements" and `planner calibrate --help` document the same format.
 """
 
 from __future__ import annotations
