@@ -73,7 +73,7 @@ def _multi_node_note(inst: InstancePlan, domain: int, engine: str) -> str:
     if engine == "sglang":
         return f"spans {nodes} nodes: add --nnodes {nodes} --node-rank <i> --dist-init-addr <head>:5000 on each"
     if engine == "trtllm":
-        return f"spans {nodes} nodes: run it under MPI across them (mpirun -n {gpus} trtllm-llmapi-launch trtllm-serve ...)"
+        return f"spans {nodes} nodes: start it on all {gpus} ranks (srun/mpirun trtllm-llmapi-launch trtllm-serve …)"
     return f"spans {nodes} nodes: start a Ray cluster over them first (vLLM multi-node)"
 
 

@@ -235,7 +235,8 @@ def model_from_dict(data: dict, origin: str) -> ModelSpec:
         if f not in data:
             raise PlannerInputError(f"{origin}: missing field '{f}'")
     if data.get("weight_block_size") is not None:
-        data = {**data, "weight_block_size": _block_size(data["weight_block_size"], f"{origin}: field 'weight_block_size'")}
+        data = {**data, "weight_block_size": _block_size(data["weight_block_size"],
+                                                         f"{origin}: field 'weight_block_size'")}
     types = {f.name: f.type for f in dataclasses.fields(ModelSpec)}
     for k, v in data.items():
         want_int = types[k] == "int"

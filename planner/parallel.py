@@ -70,7 +70,8 @@ def _shards(model: ModelSpec, par: ParallelConfig, dtype: str) -> list[tuple[str
     out = attn + [("o_proj", nh * model.v_dim, t, "in")]
     s = par.gpus_per_stage
     if model.num_dense_layers and model.intermediate_size:
-        out += [("dense MLP gate/up", model.intermediate_size, s, "out"), ("dense MLP down", model.intermediate_size, s, "in")]
+        w = model.intermediate_size
+        out += [("dense MLP gate/up", w, s, "out"), ("dense MLP down", w, s, "in")]
     if model.num_shared_experts:
         w = model.shared_expert_intermediate_size or model.expert_intermediate_size
         out += [("shared expert gate/up", w, s, "out"), ("shared expert down", w, s, "in")]
@@ -94,8 +95,7 @@ def block_error(model: ModelSpec, par: ParallelConfig, dtype: str) -> str | None
         b, name = (block[0], "block_n") if side == "out" else (block[1], "block_k")
         if width % ways or (width // ways) % b:
             return (f"{dtype} block quantisation: {weight} width {width} / {ways} = {width / ways:g} per GPU is not a "
-                    f"multiple of {name} = {b} (weight_block_size {list(block)}); the engines "
-                    f"refuse to load it")
+                    f"multiple of {name} = {b} (weight_block_size {list(block)}); the engines refuse to load it")
     return None
 
 

@@ -14,7 +14,7 @@ import yaml
 import hwdb
 from planner.estimate import Setup
 from planner.launch import launch_commands
-from planner.model import load_model, model_from_hf_config
+from planner.model import dtype_bytes, load_model, model_from_hf_config
 from planner.optimize import _engine
 from planner.parallel import FP8_BLOCK, ParallelConfig, parallel_configs, quant_block, validation_error
 from planner.plan import InstancePlan, Plan
@@ -57,7 +57,7 @@ def assumed_fraction(req, inst: InstancePlan) -> float:
 def check_weights(model_arg: str, argv, req):
     """The planned weight dtype: the checkpoint as shipped, online fp8 (vLLM/SGLang), or a named quantised one."""
     m = req.model
-    if req.dtype == m.weight_dtype or (req.dtype == "bf16" and m.weight_dtype == "bf16"):
+    if dtype_bytes(req.dtype) >= dtype_bytes(m.weight_dtype):  # as shipped (or narrower than planned)
         assert model_arg == m.hf_id and "--quantization" not in argv
     elif req.dtype == "fp8" and req.engine != "trtllm":
         assert model_arg == m.hf_id and flag(argv, "--quantization") == "fp8"
