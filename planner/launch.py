@@ -53,7 +53,7 @@ def _checkpoint(model: ModelSpec, dtype: str, engine: str) -> tuple[str, list[st
         return hf_id, ["--quantization", "fp8"], ""
     path = f"./{hf_id.split('/')[-1]}-{dtype.upper()}"
     quant = MODELOPT_QUANT.get(dtype, dtype)
-    return path, [], (f"{path} stands for a {dtype} checkpoint of {hf_id} ({engine} takes the weight precision from "
+    return path, [], (f"{path} stands for {hf_id} with {dtype} weights ({engine} takes the weight precision from "
                       f"the checkpoint): the publisher's where one exists, else export one with NVIDIA Model "
                       f"Optimizer (examples/llm_ptq/scripts/huggingface_example.sh --model {hf_id} --quant {quant} "
                       f"--export_fmt hf)")

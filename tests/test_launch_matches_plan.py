@@ -159,7 +159,7 @@ def test_tp1_dp4_fp8_plan_launches_trtllm_as_attention_dp_with_fp8_weights_and_k
     (cmd,) = launch_commands(tp1_dp4_plan(), load_model("qwen3-30b-a3b"), "trtllm", "fp8", "fp8", 4096,
                              {"h100_sxm": 8}, {"h100_sxm": 0.9})
     argv = cmd.argv
-    assert argv[1] == "./Qwen3-30B-A3B-FP8" and "fp8 checkpoint of Qwen/Qwen3-30B-A3B" in cmd.note
+    assert argv[1] == "./Qwen3-30B-A3B-FP8" and "Qwen/Qwen3-30B-A3B with fp8 weights" in cmd.note
     assert (flag(argv, "--tp_size"), flag(argv, "--ep_size"), flag(argv, "--pp_size")) == ("4", "4", "1")
     assert flag(argv, "--max_batch_size") == "128" and flag(argv, "--max_num_tokens") == "8192"
     extra = yaml.safe_load(dict(cmd.files)[flag(argv, "--config")])
