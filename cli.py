@@ -204,7 +204,7 @@ def _setup(model, gpu, tp, pp, ep, dp, engine, dtype, kv_dtype, chunk, calibrati
         cal = load_calibration(calibration)
         g, eng = cal.apply_gpu(g), cal.apply_engine(eng)
     par = ParallelConfig(tp, pp, ep, dp)
-    check_parallel(m, par, g.scaleup_domain_gpus)
+    check_parallel(m, par, g.scaleup_domain_gpus, dtype=dtype)
     return Setup(m, g, par, eng, dtype, kv_dtype, chunk or 0)
 
 

@@ -101,7 +101,7 @@ def enumerate_candidates(space: SearchSpace, gpus: list, classes: list[RequestCl
     for gpu in sorted(gpus, key=lambda g: g.name):
         limit = min(space.max_gpus_per_instance, (inventory or {}).get(gpu.name, space.max_gpus_per_instance))
         work += [(gpu, par) for par in parallel_configs(space.model, gpu.scaleup_domain_gpus, limit,
-                                                          space.allow_cross_node_tp)]
+                                                          space.allow_cross_node_tp, space.dtype)]
     longest = max(c.isl + c.osl for c in classes)
     for done, (gpu, par) in enumerate(work, start=1):
         if progress:

@@ -8,11 +8,16 @@ import json
 import shlex
 from dataclasses import dataclass
 
-from planner.model import ModelSpec
+import yaml
+
+from planner.model import ModelSpec, dtype_bytes
 from planner.plan import InstancePlan, Plan
 
 NIXL = json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"}, separators=(",", ":"))
 SGLANG_BOOTSTRAP_PORT = 8998
+# NVIDIA Model Optimizer export formats per weight dtype (Model-Optimizer examples/llm_ptq huggingface_example.sh
+# --quant; TensorRT-LLM docs "Quantization": trtllm-serve runs pre-quantised ModelOpt / HF checkpoints)
+MODELOPT_QUANT = {"fp8": "fp8", "fp4": "nvfp4", "int4": "int4_awq", "int8": "int8_sq"}
 
 
 @dataclass(frozen=True)
@@ -22,21 +27,36 @@ class LaunchCommand:
     replicas: int  # run this many copies (one per instance)
     argv: tuple[str, ...]
     note: str = ""
+    files: tuple[tuple[str, str], ...] = ()  # (file name, content) the command reads: TRT-LLM's --config YAML
 
     @property
     def shell(self) -> str:
-        return shlex.join(self.argv)
+        """Paste-ready: each file it reads as a heredoc, then the command."""
+        return "\n".join([f"cat > {name} <<'EOF'\n{text}EOF" for name, text in self.files] + [shlex.join(self.argv)])
 
     def to_json(self) -> dict:
         return {"role": self.role, "engine": self.engine, "replicas": self.replicas, "argv": list(self.argv),
-                "shell": self.shell, "note": self.note}
+                "shell": self.shell, "note": self.note, **({"files": dict(self.files)} if self.files else {})}
 
 
-def _quant_flags(model: ModelSpec, dtype: str) -> list[str]:
-    """Online fp8 quantisation of a bf16 checkpoint; fp4/int4 need a pre-quantised checkpoint (no flag)."""
-    if dtype == "fp8" and model.weight_dtype != "fp8":
-        return ["--quantization", "fp8"]
-    return []
+def _checkpoint(model: ModelSpec, dtype: str, engine: str) -> tuple[str, list[str], str]:
+    """(model argument, quantisation flags, note) that give the planned weight dtype. vLLM and SGLang quantise a
+    bf16 checkpoint to fp8 online (`--quantization fp8`); every other quantised dtype (and any on TRT-LLM, which
+    reads the precision from the checkpoint) needs a pre-quantised checkpoint, named here as a local path."""
+    hf_id = model.hf_id or model.name
+    if dtype == model.weight_dtype or (dtype in ("bf16", "fp16") and model.weight_dtype in ("bf16", "fp16")):
+        return hf_id, [], ""
+    if dtype_bytes(dtype) > dtype_bytes(model.weight_dtype):
+        return hf_id, [], (f"{hf_id} ships {model.weight_dtype} weights: the plan assumed {dtype} weights (more "
+                           f"memory per GPU than this checkpoint needs)")
+    if dtype == "fp8" and engine in ("vllm", "sglang"):
+        return hf_id, ["--quantization", "fp8"], ""
+    path = f"./{hf_id.split('/')[-1]}-{dtype.upper()}"
+    quant = MODELOPT_QUANT.get(dtype, dtype)
+    return path, [], (f"{path} stands for {hf_id} with {dtype} weights ({engine} takes the weight precision from "
+                      f"the checkpoint): the publisher's where one exists, else export one with NVIDIA Model "
+                      f"Optimizer (examples/llm_ptq/scripts/huggingface_example.sh --model {hf_id} --quant {quant} "
+                      f"--export_fmt hf)")
 
 
 def _kv_flags(kv_dtype: str, engine: str) -> list[str]:
@@ -52,11 +72,13 @@ def _multi_node_note(inst: InstancePlan, domain: int, engine: str) -> str:
     nodes = -(-gpus // domain)
     if engine == "sglang":
         return f"spans {nodes} nodes: add --nnodes {nodes} --node-rank <i> --dist-init-addr <head>:5000 on each"
+    if engine == "trtllm":
+        return f"spans {nodes} nodes: start it on all {gpus} ranks (srun/mpirun trtllm-llmapi-launch trtllm-serve …)"
     return f"spans {nodes} nodes: start a Ray cluster over them first (vLLM multi-node)"
 
 
-def _vllm(model: ModelSpec, inst: InstancePlan, dtype: str, kv_dtype: str, max_model_len: int) -> list[str]:
-    argv = ["vllm", "serve", model.hf_id, "--tensor-parallel-size", str(inst.tp)]
+def _vllm(inst: InstancePlan, ckpt: str, max_model_len: int, mem_fraction: float) -> list[str]:
+    argv = ["vllm", "serve", ckpt, "--tensor-parallel-size", str(inst.tp)]
     if inst.pp > 1:
         argv += ["--pipeline-parallel-size", str(inst.pp)]
     if inst.dp > 1:
@@ -66,12 +88,12 @@ def _vllm(model: ModelSpec, inst: InstancePlan, dtype: str, kv_dtype: str, max_m
     if inst.role != "decode":
         argv += ["--enable-chunked-prefill", "--max-num-batched-tokens", str(inst.chunk_tokens)]
     argv += ["--max-num-seqs", str(max(1, inst.max_batch // inst.dp)), "--max-model-len", str(max_model_len),
-             "--gpu-memory-utilization", "0.9"]
-    return argv + _quant_flags(model, dtype) + _kv_flags(kv_dtype, "vllm")
+             "--gpu-memory-utilization", f"{mem_fraction:g}"]
+    return argv
 
 
-def _sglang(model: ModelSpec, inst: InstancePlan, dtype: str, kv_dtype: str, max_model_len: int) -> list[str]:
-    argv = ["python", "-m", "sglang.launch_server", "--model-path", model.hf_id, "--tp-size", str(inst.tp * inst.dp)]
+def _sglang(inst: InstancePlan, ckpt: str, max_model_len: int, mem_fraction: float) -> list[str]:
+    argv = ["python", "-m", "sglang.launch_server", "--model-path", ckpt, "--tp-size", str(inst.tp * inst.dp)]
     if inst.dp > 1:
         argv += ["--dp-size", str(inst.dp), "--enable-dp-attention"]
     if inst.ep > 1:
@@ -81,14 +103,28 @@ def _sglang(model: ModelSpec, inst: InstancePlan, dtype: str, kv_dtype: str, max
     if inst.role != "decode":
         argv += ["--chunked-prefill-size", str(inst.chunk_tokens)]
     argv += ["--max-running-requests", str(inst.max_batch), "--context-length", str(max_model_len),
-             "--mem-fraction-static", "0.88"]
-    return argv + _quant_flags(model, dtype) + _kv_flags(kv_dtype, "sglang")
+             "--mem-fraction-static", f"{mem_fraction:g}"]
+    return argv
 
 
-def _trtllm(model: ModelSpec, inst: InstancePlan, dtype: str, kv_dtype: str, max_model_len: int) -> list[str]:
-    return ["trtllm-serve", model.hf_id, "--tp_size", str(inst.tp * inst.dp), "--pp_size", str(inst.pp),
-            "--ep_size", str(inst.ep), "--max_batch_size", str(inst.max_batch),
-            "--max_num_tokens", str(inst.chunk_tokens), "--max_seq_len", str(max_model_len)]
+def _trtllm(inst: InstancePlan, ckpt: str, kv_dtype: str, max_model_len: int, mem_fraction: float,
+            config_file: str) -> tuple[list[str], str, str]:
+    """(argv, --config YAML, note). `trtllm-serve MODEL --tp_size … --config extra.yml` (TensorRT-LLM docs,
+    examples/serve/deepseek_r1_reasoning_parser.sh; releases before 1.1 spell it --extra_llm_api_options): LLM-API
+    settings without a flag go in the YAML. With attention DP --tp_size counts every rank (attention DP across
+    them, experts EP/TP over them) and each rank schedules its own batch, so --max_batch_size is per rank."""
+    kv = {"free_gpu_memory_fraction": mem_fraction}  # of the memory left after weights and buffers
+    if kv_dtype == "fp8":
+        kv["dtype"] = "fp8"
+    extra = {"kv_cache_config": kv, **({"enable_attention_dp": True} if inst.dp > 1 else {}),
+             **({"enable_chunked_prefill": True} if inst.role != "decode" else {})}
+    argv = ["trtllm-serve", ckpt, "--tp_size", str(inst.tp * inst.dp), "--pp_size", str(inst.pp),
+            "--ep_size", str(inst.ep), "--max_batch_size", str(max(1, inst.max_batch // inst.dp)),
+            "--max_num_tokens", str(inst.chunk_tokens), "--max_seq_len", str(max_model_len), "--config", config_file]
+    note = "" if inst.dp == 1 or inst.tp == 1 else (
+        f"TRT-LLM attention DP runs attention unsplit on each of the {inst.tp * inst.dp} ranks: the plan's attention "
+        f"TP{inst.tp} inside each DP rank has no trtllm-serve setting")
+    return argv, yaml.safe_dump(extra, sort_keys=True, default_flow_style=False), note
 
 
 def _spec_flags(spec, k: int, model: ModelSpec, engine: str) -> tuple[list[str], str]:
@@ -126,14 +162,24 @@ def _kv_note(kv_dtype: str) -> str:
 
 
 def launch_commands(plan: Plan, model: ModelSpec, engine: str, dtype: str, kv_dtype: str, max_model_len: int,
-                    scaleup_domain: dict[str, int], spec=None) -> list[LaunchCommand]:
-    """One command per instance group (+ the P/D router for a disaggregated plan)."""
+                    scaleup_domain: dict[str, int], mem_fraction: dict[str, float], spec=None) -> list[LaunchCommand]:
+    """One command per instance group (+ the P/D router for a disaggregated plan). `mem_fraction`: per GPU type,
+    the engine memory fraction the memory model assumed (EngineProfile.for_gpu(gpu).gpu_memory_utilization)."""
     out = []
     disagg = any(i.role in ("prefill", "decode") for i in plan.instances)
-    build = {"vllm": _vllm, "sglang": _sglang, "trtllm": _trtllm}[engine]
-    for inst in plan.instances:
-        argv = build(model, inst, dtype, kv_dtype, max_model_len)
-        note = _multi_node_note(inst, scaleup_domain[inst.gpu], engine)
+    ckpt, quant_flags, ckpt_note = _checkpoint(model, dtype, engine)
+    for n, inst in enumerate(plan.instances):
+        files = ()
+        if engine == "trtllm":
+            name = f"trtllm-{n}-{inst.role}.yml"
+            argv, text, engine_note = _trtllm(inst, ckpt, kv_dtype, max_model_len, mem_fraction[inst.gpu], name)
+            files = ((name, text),)
+        else:
+            build = {"vllm": _vllm, "sglang": _sglang}[engine]
+            argv = build(inst, ckpt, max_model_len, mem_fraction[inst.gpu]) + quant_flags + _kv_flags(kv_dtype, engine)
+            engine_note = ""
+        note = "; ".join(x for x in (_multi_node_note(inst, scaleup_domain[inst.gpu], engine), ckpt_note,
+                                     engine_note) if x)
         if spec is not None and inst.spec_k:  # --spec: the depth the optimiser chose for this instance type
             flags, spec_note = _spec_flags(spec, inst.spec_k, model, engine)
             argv += flags
@@ -146,10 +192,10 @@ def launch_commands(plan: Plan, model: ModelSpec, engine: str, dtype: str, kv_dt
                 "SGLang has an upstream SM-partition flag — run a multiplexing engine (semi-PD, an SGLang fork "
                 "with SM-partitioned prefill/decode workers sharing weights and KV; DuetServe; Nexus) with that "
                 "split; the flags above size the instance (as collocated vLLM/SGLang it would run as "
-                "chunked prefill instead)")))
+                "chunked prefill instead)"), files))
             continue
         if inst.role != "agg" and engine == "vllm":  # Dynamo workers carry the vLLM flags
-            argv = ["python3", "-m", "dynamo.vllm", "--model", model.hf_id] + argv[3:] + [
+            argv = ["python3", "-m", "dynamo.vllm", "--model", ckpt] + argv[3:] + [
                 "--disaggregation-mode", inst.role, "--kv-transfer-config", NIXL]
         elif inst.role != "agg" and engine == "sglang":
             argv += ["--disaggregation-mode", inst.role, "--disaggregation-transfer-backend", "nixl"]
@@ -158,7 +204,7 @@ def launch_commands(plan: Plan, model: ModelSpec, engine: str, dtype: str, kv_dt
         elif inst.role != "agg":
             note = (note + "; " if note else "") + "TRT-LLM disaggregated serving needs trtllm-serve disaggregated " \
                                                    "configs; the flags above size each worker"
-        out.append(LaunchCommand(inst.role, engine, inst.count, tuple(argv), note))
+        out.append(LaunchCommand(inst.role, engine, inst.count, tuple(argv), note, files))
     mixed = disagg and any(i.role in ("agg", "multiplex") for i in plan.instances)
     if disagg and engine == "vllm":
         out.append(LaunchCommand("router", engine, 1, ("python3", "-m", "dynamo.frontend", "--http-port", "8000",

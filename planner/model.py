@@ -65,6 +65,8 @@ class ModelSpec:
     # dtype the checkpoint ships in; experts may differ (gpt-oss: MXFP4 experts)
     weight_dtype: str = "bf16"
     expert_weight_dtype: str = ""
+    # block-scaled checkpoint: quantization_config.weight_block_size [block_n, block_k] (None: per-tensor / bf16)
+    weight_block_size: tuple[int, int] | None = None
 
     # ---- structure -------------------------------------------------------------------------------
     @property
@@ -232,6 +234,9 @@ def model_from_dict(data: dict, origin: str) -> ModelSpec:
     for f in ("name", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab_size"):
         if f not in data:
             raise PlannerInputError(f"{origin}: missing field '{f}'")
+    if data.get("weight_block_size") is not None:
+        data = {**data, "weight_block_size": _block_size(data["weight_block_size"],
+                                                         f"{origin}: field 'weight_block_size'")}
     types = {f.name: f.type for f in dataclasses.fields(ModelSpec)}
     for k, v in data.items():
         want_int = types[k] == "int"
@@ -314,7 +319,18 @@ def model_from_hf_config(cfg: dict, origin: str, name: str = "") -> ModelSpec:
     q = cfg.get("quantization_config") or {}
     if q.get("quant_method") == "fp8":
         spec["weight_dtype"] = "fp8"
+        if q.get("weight_block_size") is not None:
+            spec["weight_block_size"] = _block_size(q["weight_block_size"],
+                                                    f"{origin}: field 'quantization_config.weight_block_size'")
     return ModelSpec(**spec).validate(origin)
+
+
+def _block_size(value, field: str) -> tuple[int, int]:
+    """[block_n, block_k] of a block-scaled checkpoint (DeepSeek-V3, Qwen3-*-FP8: [128, 128])."""
+    if not (isinstance(value, (list, tuple)) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        raise PlannerInputError(f"{field} must be two positive integers [block_n, block_k], got {value!r}")
+    return int(value[0]), int(value[1])
 
 
 def _read_structured(path: Path) -> dict:

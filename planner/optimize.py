@@ -271,7 +271,7 @@ def _no_candidate_reason(req: Request, gpus: list, evaluated: list[Candidate]) -
     fits = []
     for gpu in gpus:
         limit = min(req.max_gpus_per_instance, (req.inventory or {}).get(gpu.name, req.max_gpus_per_instance))
-        for par in parallel_configs(req.model, gpu.scaleup_domain_gpus, limit):
+        for par in parallel_configs(req.model, gpu.scaleup_domain_gpus, limit, dtype=req.dtype):
             setup = Setup(req.model, gpu, par, engine.for_gpu(gpu), req.dtype, req.kv_dtype)
             try:
                 require_fit(setup, max(c.isl for c in req.classes), max(c.osl for c in req.classes))
@@ -334,7 +334,8 @@ def optimize(req: Request, progress=None) -> Result:
     gpus, inventory, notes = _fleet(req)
     req = replace(req, inventory=inventory)  # canonical GPU names, default fleet resolved
     engine = _engine(req)
-    eps = {p.ep for g in gpus for p in parallel_configs(req.model, g.scaleup_domain_gpus, req.max_gpus_per_instance)}
+    eps = {p.ep for g in gpus for p in parallel_configs(req.model, g.scaleup_domain_gpus,
+                                                              req.max_gpus_per_instance, dtype=req.dtype)}
     space = SearchSpace(req.model, engine, req.dtype, req.kv_dtype, req.mode, req.max_gpus_per_instance,
                         link_gbps=req.link_gbps, expert_skew=expert_skew(req.model, eps, req.expert_loads),
                         spec=req.spec, kv_compression=req.kv_compression)

@@ -10,7 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.errors import PlannerInputError
-from planner.model import ModelSpec
+from planner.model import ModelSpec, dtype_bytes
+
+# [block_n, block_k] of fp8 block-scaled checkpoints in the wild: quantization_config.weight_block_size is
+# [128, 128] in deepseek-ai/DeepSeek-V3 and the Qwen/Qwen3-*-FP8 checkpoints ("fine-grained fp8 quantization
+# with block size 128", Qwen3-FP8 model cards). An fp8 variant of a bf16 checkpoint is planned with it.
+FP8_BLOCK = (128, 128)
 
 
 @dataclass(frozen=True, order=True)
@@ -39,9 +44,65 @@ class ParallelConfig:
         return "·".join(parts)
 
 
+def quant_block(model: ModelSpec, dtype: str | None) -> tuple[int, int] | None:
+    """The weight-scale block shard widths must respect with weights in `dtype`: the checkpoint's own when it
+    ships in `dtype` (None for a per-tensor fp8 checkpoint), else FP8_BLOCK for fp8, else none."""
+    if dtype is None:
+        return None
+    if dtype == model.weight_dtype:
+        return model.weight_block_size
+    return FP8_BLOCK if dtype == "fp8" else None
+
+
+def _shards(model: ModelSpec, par: ParallelConfig, dtype: str) -> list[tuple[str, int, int, str]]:
+    """(weight, full width, ways split, 'out' | 'in') of every tensor-parallel-split quantised dimension:
+    column-parallel outputs (q/k/v, MLP gate/up) and row-parallel inputs (o_proj, MLP down). Attention splits
+    tp ways; dense MLP and shared experts over tp·dp (as the memory model splits them); routed experts moe_tp
+    ways, unless they stay in a narrower native dtype (gpt-oss's MXFP4 experts)."""
+    nh, t = model.num_heads, par.tp
+    if model.is_mla:
+        attn = [("q_b_proj" if model.q_lora_rank else "q_proj", nh * model.qk_dim, t, "out"),
+                ("kv_b_proj", nh * (model.qk_nope_head_dim + model.v_dim), t, "out")]
+    else:
+        kv_ways = min(t, model.num_kv_heads)  # KV heads are replicated once tp exceeds them
+        attn = [("q_proj", nh * model.head_dim, t, "out"),
+                ("k_proj/v_proj", model.num_kv_heads * model.head_dim, kv_ways, "out")]
+    out = attn + [("o_proj", nh * model.v_dim, t, "in")]
+    s = par.gpus_per_stage
+    if model.num_dense_layers and model.intermediate_size:
+        w = model.intermediate_size
+        out += [("dense MLP gate/up", w, s, "out"), ("dense MLP down", w, s, "in")]
+    if model.num_shared_experts:
+        w = model.shared_expert_intermediate_size or model.expert_intermediate_size
+        out += [("shared expert gate/up", w, s, "out"), ("shared expert down", w, s, "in")]
+    narrow_experts = model.expert_weight_dtype and dtype_bytes(model.expert_weight_dtype) < dtype_bytes(dtype)
+    if model.is_moe and not narrow_experts:
+        w = model.expert_intermediate_size
+        out += [("expert gate/up", w, par.moe_tp, "out"), ("expert down", w, par.moe_tp, "in")]
+    return [x for x in out if x[2] > 1]
+
+
+def block_error(model: ModelSpec, par: ParallelConfig, dtype: str) -> str | None:
+    """A per-rank shard width that is not a multiple of the weight-scale block, as the engines check it at load:
+    vLLM fp8 `output_size_per_partition % block_n` (column parallel) and `input_size_per_partition % block_k`
+    (row parallel) — "Weight output_partition_size = 576 is not divisible by weight quantization block_n = 128",
+    "The output_size of gate's and up's weight = 192 is not divisible by weight quantization block_n = 128"
+    (vllm model_executor/layers/quantization/fp8.py, utils/fp8_utils.py; SGLang carries the same checks)."""
+    block = quant_block(model, dtype)
+    if block is None:
+        return None
+    for weight, width, ways, side in _shards(model, par, dtype):
+        b, name = (block[0], "block_n") if side == "out" else (block[1], "block_k")
+        if width % ways or (width // ways) % b:
+            return (f"{dtype} block quantisation: {weight} width {width} / {ways} = {width / ways:g} per GPU is not a "
+                    f"multiple of {name} = {b} (weight_block_size {list(block)}); the engines refuse to load it")
+    return None
+
+
 def validation_error(model: ModelSpec, par: ParallelConfig, scaleup_domain_gpus: int,
-                     allow_cross_node_tp: bool = False) -> str | None:
-    """Why `par` cannot run `model` (the engines' divisibility rules), or None if it can."""
+                     allow_cross_node_tp: bool = False, dtype: str | None = None) -> str | None:
+    """Why `par` cannot run `model` (the engines' divisibility rules; with `dtype`, also its quantisation
+    block), or None if it can."""
     for name, v in (("tp", par.tp), ("pp", par.pp), ("ep", par.ep), ("dp", par.dp)):
         if not isinstance(v, int) or v < 1:
             return f"{name} must be a positive integer, got {v!r}"
@@ -64,19 +125,20 @@ def validation_error(model: ModelSpec, par: ParallelConfig, scaleup_domain_gpus:
         return "dp>1 (attention data parallel) is for MoE models; use more instances for a dense model"
     if not allow_cross_node_tp and par.gpus_per_stage > scaleup_domain_gpus:
         return f"tp·dp={par.gpus_per_stage} exceeds the {scaleup_domain_gpus}-GPU scale-up domain"
-    return None
+    return block_error(model, par, dtype) if dtype is not None else None
 
 
 def check_parallel(model: ModelSpec, par: ParallelConfig, scaleup_domain_gpus: int,
-                   allow_cross_node_tp: bool = True) -> None:
-    err = validation_error(model, par, scaleup_domain_gpus, allow_cross_node_tp)
+                   allow_cross_node_tp: bool = True, dtype: str | None = None) -> None:
+    err = validation_error(model, par, scaleup_domain_gpus, allow_cross_node_tp, dtype)
     if err:
         raise PlannerInputError(f"parallel config {par.label()}: {err}")
 
 
 def parallel_configs(model: ModelSpec, scaleup_domain_gpus: int, max_gpus: int,
-                     allow_cross_node_tp: bool = False) -> list[ParallelConfig]:
-    """Every valid (tp, pp, ep, dp) with power-of-two degrees and at most `max_gpus` GPUs, sorted.
+                     allow_cross_node_tp: bool = False, dtype: str | None = None) -> list[ParallelConfig]:
+    """Every valid (tp, pp, ep, dp) with power-of-two degrees and at most `max_gpus` GPUs, sorted; with
+    `dtype`, only shapes whose shards respect that dtype's quantisation block.
     MoE models get ep = 1 (experts tensor-parallel) or ep = tp·dp (vLLM's --enable-expert-parallel).
     Pipeline stages only span scale-up domains (pp > 1 needs tp·dp to fill one), the engines' own advice
     (vLLM: TP = GPUs per node, PP = nodes): within a node TP cuts TPOT where PP does not."""
@@ -90,6 +152,6 @@ def parallel_configs(model: ModelSpec, scaleup_domain_gpus: int, max_gpus: int,
                     continue
                 for ep in ({1, tp * dp} if model.is_moe else {1}):
                     par = ParallelConfig(tp, pp, ep, dp)
-                    if validation_error(model, par, scaleup_domain_gpus, allow_cross_node_tp) is None:
+                    if validation_error(model, par, scaleup_domain_gpus, allow_cross_node_tp, dtype) is None:
                         out.add(par)
     return sorted(out, key=lambda p: (p.gpus, p.pp, p.dp, p.tp, p.ep))

@@ -6,7 +6,7 @@ import html
 import math
 
 from planner.launch import LaunchCommand, launch_commands
-from planner.optimize import Request, Result
+from planner.optimize import Request, Result, _engine
 from planner.plan import Plan
 
 
@@ -20,11 +20,14 @@ def instance_label(i) -> str:
 
 
 def launch_for(plan: Plan, req: Request) -> list[LaunchCommand]:
+    """The plan's launch commands, with the memory fraction the memory model took for each GPU type."""
     import hwdb
 
-    domains = {g: hwdb.load_gpu(g, extra_dirs=req.extra_hwdb).scaleup_domain_gpus for g in plan.gpus}
+    gpus = {g: hwdb.load_gpu(g, extra_dirs=req.extra_hwdb) for g in plan.gpus}
     max_len = max(c.isl + c.osl for c in req.classes)
-    return launch_commands(plan, req.model, req.engine, req.dtype, req.kv_dtype, max_len, domains,
+    return launch_commands(plan, req.model, req.engine, req.dtype, req.kv_dtype, max_len,
+                           {g: s.scaleup_domain_gpus for g, s in gpus.items()},
+                           {g: _engine(req).for_gpu(s).gpu_memory_utilization for g, s in gpus.items()},
                            spec=getattr(req, "spec", None))
 
 

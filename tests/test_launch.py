@@ -14,7 +14,7 @@ def plan_of(*instances):
 
 
 def commands(p, model="llama-3.1-70b", engine="vllm", dtype="bf16", kv="bf16"):
-    return launch_commands(p, load_model(model), engine, dtype, kv, 4096, {"h100_sxm": 8})
+    return launch_commands(p, load_model(model), engine, dtype, kv, 4096, {"h100_sxm": 8}, {"h100_sxm": 0.9})
 
 
 def test_vllm_collocated_instance_sets_tp_chunk_and_max_seqs():

@@ -91,7 +91,7 @@ def min_gpus_to_hold(model: ModelSpec, gpu, dtype: str, engine, context_tokens: 
     """Fewest GPUs of this type (and the config) that hold the weights plus one sequence of KV."""
     from planner.parallel import parallel_configs
 
-    for par in parallel_configs(model, gpu.scaleup_domain_gpus, max_gpus):
+    for par in parallel_configs(model, gpu.scaleup_domain_gpus, max_gpus, dtype=dtype):
         mem = memory_breakdown(model, gpu, par, dtype=dtype, kv_dtype="bf16", context_tokens=context_tokens,
                                chunk_tokens=engine.default_chunk_tokens, engine=engine)
         if mem.fits:
