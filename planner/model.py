@@ -279,6 +279,9 @@ def model_from_hf_config(cfg: dict, origin: str, name: str = "") -> ModelSpec:
         return default if cfg.get(key) is None else _hf_int(cfg, key, origin)
 
     hidden, heads = need("hidden_size"), need("num_attention_heads")
+    if not hidden or not heads:
+        raise PlannerInputError(f"{origin}: field '{'num_attention_heads' if hidden else 'hidden_size'}' must be "
+                                "a positive integer")
     if cfg.get("head_dim") is None and hidden % heads:
         raise PlannerInputError(f"{origin}: field 'num_attention_heads' ({heads}) must divide hidden_size "
                                 f"({hidden}) when there is no head_dim")
@@ -293,9 +296,9 @@ def model_from_hf_config(cfg: dict, origin: str, name: str = "") -> ModelSpec:
         attention_bias=_hf_bool(cfg, "attention_bias", arch.startswith("Qwen2"), origin),
         qk_norm=arch.startswith("Qwen3"), source=origin,
     )
-    for key in ("quantization_config", "rope_scaling"):
-        if cfg.get(key) is not None and not isinstance(cfg[key], dict):
-            raise PlannerInputError(f"{origin}: field '{key}' must be a mapping, got {shown_value(cfg[key])}")
+    if cfg.get("quantization_config") is not None and not isinstance(cfg["quantization_config"], dict):
+        raise PlannerInputError(f"{origin}: field 'quantization_config' must be a mapping, "
+                                f"got {shown_value(cfg['quantization_config'])}")
     if kind == "qwen_moe":
         sparse_step = opt("decoder_sparse_step", 1)
         if sparse_step != 1 or cfg.get("mlp_only_layers"):

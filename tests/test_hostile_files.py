@@ -201,6 +201,7 @@ _HF_CASES = {
     "1e30-hidden-size": (dict(hidden_size=1e30), "hidden_size"),
     "10^30-vocab": (dict(vocab_size=10**30), "vocab_size"),
     "zero-kv-heads": (dict(num_key_value_heads=0), "num_kv_heads"),
+    "zero-heads": (dict(num_attention_heads=0), "num_attention_heads"),
     "kv-heads-not-dividing-heads": (dict(num_key_value_heads=12), "num_kv_heads"),
     "heads-not-dividing-hidden": (dict(num_attention_heads=30), "num_attention_heads"),
     "zero-head-dim": (dict(head_dim=0), "head_dim"),
