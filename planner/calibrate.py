@@ -130,7 +130,8 @@ def load_points(path) -> list[MeasuredPoint]:
         rate = _float(row, "rate", i)
         mode = (row.get("mode") or "").strip() or ("rate" if rate else ("concurrency" if conc else "offline"))
         if mode not in ("concurrency", "offline", "rate"):
-            raise PlannerInputError(f"line {i}: field 'mode' must be concurrency, offline or rate, got {shown_value(mode)}")
+            raise PlannerInputError(f"line {i}: field 'mode' must be concurrency, offline or rate, "
+                                    f"got {shown_value(mode)}")
         if mode == "concurrency" and not conc:
             raise PlannerInputError(f"line {i}: mode 'concurrency' needs a 'concurrency' value")
         if mode == "rate" and not rate:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import random
 import re
 import resource
 import subprocess
@@ -61,7 +62,8 @@ BOMB = laughs()
 
 
 DEEP = "[" * 100_000 + "]" * 100_000
-BINARY = {"random": bytes(range(256)) * 64 + os.urandom(4096), "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64),
+BINARY = {"random": random.Random(11).randbytes(20_000),
+          "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(64),
           "nul": b"name: x\x00\x00\nhidden_size: 4096\n"}
 HUGE_BYTES = 5 * 2**20  # over the 4 MiB cap of a YAML / JSON document
 
@@ -144,8 +146,8 @@ def _(t):
 
 @case("model-yaml-latin1")
 def _(t):
-    return ["model", "show", write(t / "m.yaml", yaml_text(OUR_MODEL).replace('"tiny"', "caf\xe9").encode("latin-1"))], \
-        "not UTF-8"
+    latin1 = yaml_text(OUR_MODEL).replace('"tiny"', "caf\xe9").encode("latin-1")
+    return ["model", "show", write(t / "m.yaml", latin1)], "not UTF-8"
 
 
 @case("model-yaml-empty")
@@ -821,7 +823,7 @@ def test_an_unsorted_trace_is_sorted_not_refused(tmp_path):
     assert [r[0] for r in load_trace_csv(path)] == [0.0, 1.0, 2.0]
 
 
-# ---- the tally (`python tests/test_hostile_files.py PYTHONPATH`) ------------------------------------------------------
+# ---- the tally (`python tests/test_hostile_files.py PYTHONPATH`) ----------------------------------------------------
 
 def tally(pythonpath: str, timeout_s: float = 20.0) -> dict[str, list[str]]:
     """Outcome of every case against the tree at `pythonpath`, each in a fresh process."""
