@@ -42,6 +42,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from .safe_load import shown_value
+
 __all__ = [
     "DTYPES",
     "Efficiency",
@@ -92,9 +94,9 @@ class UnknownNameError(HwdbError):
         self.suggestions = tuple(suggestions)
         self.known = tuple(sorted(known))
         if self.suggestions:
-            msg = f"unknown {kind} {name!r}; did you mean: {', '.join(self.suggestions)}?"
+            msg = f"unknown {kind} {shown_value(name)}; did you mean: {', '.join(self.suggestions)}?"
         else:
-            msg = f"unknown {kind} {name!r}; known: {', '.join(self.known) or '(none)'}"
+            msg = f"unknown {kind} {shown_value(name)}; known: {', '.join(self.known) or '(none)'}"
         ValueError.__init__(self, msg)
         self.path = ""
         self.field = None
@@ -399,34 +401,14 @@ def _stat_key(path: Path) -> tuple[int, int]:
     return (st.st_mtime_ns, st.st_size)
 
 
-_YAML_LOADER: Any = None
-
-
-def _yaml_load(text: str) -> Any:
-    global _YAML_LOADER
-    import yaml  # lazy: keeps `import hwdb` cheap
-
-    if _YAML_LOADER is None:
-        _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    return yaml.load(text, Loader=_YAML_LOADER)
-
-
 def _read_mapping(path: Path, shown: str) -> dict[str, Any]:
-    import yaml
+    """A YAML mapping, read with the limits of hwdb.safe_load (size, encoding, no aliases, nesting)."""
+    from .safe_load import UnsafeInputError, load_document
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise HwdbError(shown, None, "file not found") from None
-    except OSError as exc:
-        raise HwdbError(shown, None, f"cannot read file ({exc.strerror or exc})") from None
-    try:
-        data = _yaml_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise HwdbError(shown, None, f"malformed YAML{where}: {problem}") from None
+        data = load_document(path, shown)
+    except UnsafeInputError as exc:
+        raise HwdbError(shown, None, str(exc).removeprefix(f"{shown}: ")) from None
     if not isinstance(data, dict):
         raise HwdbError(shown, None, "top level must be a mapping of field: value")
     return data
@@ -462,14 +444,14 @@ class _Checker:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(key, "must be a non-empty string")
         if pattern and not re.fullmatch(pattern, value):
-            raise self.fail(key, f"must match {hint or pattern}, got {value!r}")
+            raise self.fail(key, f"must match {hint or pattern}, got {shown_value(value)}")
         return value
 
     def number(self, key: str, *, positive: bool = True, allow_zero: bool = False,
                upper: float | None = None) -> float:
         value = self.get(key)
         if not _is_number(value):
-            raise self.fail(key, f"must be a number, got {value!r}")
+            raise self.fail(key, f"must be a number, got {shown_value(value)}")
         value = float(value)
         if allow_zero and value < 0:
             raise self.fail(key, f"must be a non-negative number, got {value:g}")
@@ -482,7 +464,7 @@ class _Checker:
     def fraction(self, key: str) -> float:
         value = self.get(key)
         if not _is_number(value):
-            raise self.fail(key, f"must be a number in (0, 1], got {value!r}")
+            raise self.fail(key, f"must be a number in (0, 1], got {shown_value(value)}")
         if not 0 < value <= 1:
             raise self.fail(key, f"must be in (0, 1], got {value:g}")
         return float(value)
@@ -490,7 +472,7 @@ class _Checker:
     def integer(self, key: str, minimum: int = 1) -> int:
         value = self.get(key)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"must be an integer, got {value!r}")
+            raise self.fail(key, f"must be an integer, got {shown_value(value)}")
         if value < minimum:
             raise self.fail(key, f"must be an integer >= {minimum}, got {value}")
         return value
@@ -604,7 +586,7 @@ def _build_gpu(data: Mapping[str, Any], shown: str, stem: str | None, path: str)
     c.unknown_keys(_GPU_FIELDS)
     name = c.string("name", _NAME_RE, "lower-case letters, digits and '_'")
     if stem is not None and name != stem:
-        raise c.fail("name", f"must equal the file stem {stem!r}, got {name!r}")
+        raise c.fail("name", f"must equal the file stem {stem!r}, got {shown_value(name)}")
 
     aliases_raw = data.get("aliases") or []
     if not isinstance(aliases_raw, list) or not all(isinstance(a, str) for a in aliases_raw):
@@ -613,7 +595,7 @@ def _build_gpu(data: Mapping[str, Any], shown: str, stem: str | None, path: str)
     for alias in aliases_raw:
         a = alias.strip().lower()
         if not re.fullmatch(r"[a-z0-9][a-z0-9_\-.]*", a):
-            raise c.fail("aliases", f"invalid alias {alias!r}")
+            raise c.fail("aliases", f"invalid alias {shown_value(alias)}")
         if a != name and a not in aliases:
             aliases.append(a)
 
@@ -726,7 +708,7 @@ def _gpu_index_cached(
             prev = owner.get(alias)
             if prev is not None and prev != spec.name:
                 raise HwdbError(_display(Path(spec.path)), "aliases",
-                                f"alias {alias!r} is already used by GPU {prev!r}")
+                                f"alias {shown_value(alias)} is already used by GPU {prev!r}")
             owner[alias] = spec.name
     names: dict[str, str] = {}
     for spec in by_name.values():
@@ -833,7 +815,7 @@ def _system_cached(path: str, _stat: tuple[int, int]) -> SystemSpec:
     c.unknown_keys(_SYSTEM_FIELDS)
     name = c.string("name", _NAME_RE, "lower-case letters, digits and '_'")
     if name != p.stem:
-        raise c.fail("name", f"must equal the file stem {p.stem!r}, got {name!r}")
+        raise c.fail("name", f"must equal the file stem {p.stem!r}, got {shown_value(name)}")
     return SystemSpec(
         name=name,
         display_name=c.string("display_name"),

@@ -11,15 +11,16 @@ The README's "Calibrating to your measurements" and `planner calibrate --help` d
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from planner.errors import InfeasibleError, PlannerInputError
+from planner.inputs import read_csv, read_document, shown_value
 from planner.parallel import ParallelConfig
 
+MAX_POINTS = 10_000  # CSV rows: a fit costs ~40 ms per row and evaluation (10k rows: minutes, 10^6: half a day)
 METRICS = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")
 # The constants a fit may move, with the bounds that keep them physical.
 ENGINE_PARAMS = {"step_overhead_ms": (0.05, 60.0), "per_seq_overhead_us": (0.0, 400.0),
@@ -53,9 +54,9 @@ def _int(row, key, line, default=None):
     try:
         x = float(v)
     except ValueError:
-        raise PlannerInputError(f"line {line}: field '{key}' is not a number: '{v}'") from None
-    if x <= 0 or x != int(x):
-        raise PlannerInputError(f"line {line}: field '{key}' must be a positive whole number, got '{v}'")
+        raise PlannerInputError(f"line {line}: field '{key}' is not a number: {shown_value(v)}") from None
+    if not 0 < x <= 2**24 or x != int(x):
+        raise PlannerInputError(f"line {line}: field '{key}' must be a positive whole number, got {shown_value(v)}")
     return int(x)
 
 
@@ -66,60 +67,101 @@ def _float(row, key, line):
     try:
         x = float(v)
     except ValueError:
-        raise PlannerInputError(f"line {line}: field '{key}' is not a number: '{v}'") from None
+        raise PlannerInputError(f"line {line}: field '{key}' is not a number: {shown_value(v)}") from None
     if not x > 0 or math.isinf(x):
-        raise PlannerInputError(f"line {line}: field '{key}' must be positive, got '{v}'")
+        raise PlannerInputError(f"line {line}: field '{key}' must be positive, got {shown_value(v)}")
     return x
+
+
+def _names(row: dict, line: int, resolved: dict) -> tuple[str, str, str, str, str]:
+    """(model, gpu, engine, dtype, kv_dtype) of a row, GPU and engine by their canonical names (an alias such as
+    h100 or vLLM would otherwise calibrate a name nothing looks up); each checked once per distinct value."""
+    import hwdb
+    from planner.model import dtype_bytes, load_model
+
+    out = []
+    for key, default, canonical in (("model", None, lambda v: load_model(v) and v),  # as written: predict loads it
+                                    ("gpu", None, lambda v: hwdb.load_gpu(v).name),
+                                    ("engine", "vllm", lambda v: hwdb.load_engine(v).name),
+                                    ("dtype", "bf16", lambda v: dtype_bytes(v) and v),
+                                    ("kv_dtype", "bf16", lambda v: dtype_bytes(v) and v)):
+        v = (row.get(key) or "").strip() or default
+        if v is None:
+            raise PlannerInputError(f"line {line}: missing '{key}'")
+        if (key, v) not in resolved:
+            try:
+                resolved[key, v] = canonical(v)
+            except (PlannerInputError, hwdb.HwdbError) as e:
+                raise PlannerInputError(f"line {line}: field '{key}': {str(e).splitlines()[0]}") from None
+        out.append(resolved[key, v])
+    return tuple(out)
+
+
+def _check_parallel(names: tuple, par: ParallelConfig, line: int, resolved: dict) -> None:
+    import hwdb
+    from planner.model import load_model
+    from planner.parallel import check_parallel
+
+    model, gpu = names[:2]
+    if ("par", model, gpu, par) not in resolved:
+        try:
+            check_parallel(load_model(model), par, hwdb.load_gpu(gpu).scaleup_domain_gpus)
+        except PlannerInputError as e:
+            raise PlannerInputError(f"line {line}: {e}") from None
+        resolved["par", model, gpu, par] = True
 
 
 def load_points(path) -> list[MeasuredPoint]:
     """Parse a measurements CSV; bad rows are reported by line number (PlannerInputError)."""
-    p = Path(path)
-    if not p.is_file():
+    if not Path(path).is_file():
         raise PlannerInputError(f"{path}: measurements file not found")
-    with p.open(newline="") as f:
-        reader = csv.DictReader(f)
-        header = set(reader.fieldnames or [])
-        for need in ("model", "gpu", "tp", "isl", "osl"):
-            if need not in header:
-                raise PlannerInputError(f"{path}: missing column '{need}'")
-        long_form = "metric" in header
-        points: dict[tuple, MeasuredPoint] = {}
-        for i, row in enumerate(reader, start=2):
-            par = ParallelConfig(_int(row, "tp", i), _int(row, "pp", i, 1), _int(row, "ep", i, 1), _int(row, "dp", i, 1))
-            conc = _float(row, "concurrency", i) or _float(row, "batch", i)
-            rate = _float(row, "rate", i)
-            mode = (row.get("mode") or "").strip() or ("rate" if rate else ("concurrency" if conc else "offline"))
-            if mode not in ("concurrency", "offline", "rate"):
-                raise PlannerInputError(f"line {i}: field 'mode' must be concurrency, offline or rate, got '{mode}'")
-            if mode == "concurrency" and not conc:
-                raise PlannerInputError(f"line {i}: mode 'concurrency' needs a 'concurrency' value")
-            if mode == "rate" and not rate:
-                raise PlannerInputError(f"line {i}: mode 'rate' needs a 'rate' value (req/s)")
-            if long_form:
-                metric = (row.get("metric") or "").strip()
-                if metric not in METRICS:
-                    raise PlannerInputError(f"line {i}: field 'metric' must be one of {', '.join(METRICS)}, "
-                                            f"got '{metric}'")
-                value = _float(row, "value", i)
-                if value is None:
-                    raise PlannerInputError(f"line {i}: missing 'value'")
-                metrics = {metric: value}
-            else:
-                metrics = {m: v for m in METRICS if (v := _float(row, m, i)) is not None}
-                if not metrics:
-                    raise PlannerInputError(f"line {i}: no measured value (need one of {', '.join(METRICS)})")
-            point = MeasuredPoint(i, (row.get("id") or f"line{i}").strip(), row["model"].strip(), row["gpu"].strip(),
-                                  (row.get("engine") or "vllm").strip(), (row.get("dtype") or "bf16").strip(),
-                                  (row.get("kv_dtype") or "bf16").strip(), par, _int(row, "isl", i),
-                                  _int(row, "osl", i), mode, conc if mode == "concurrency" else (rate or 0.0),
-                                  metrics)
-            key = (point.model, point.gpu, point.engine, point.dtype, point.kv_dtype, point.par, point.isl, point.osl,
-                   point.mode, point.load) if long_form else (i,)
-            if key in points:
-                points[key] = dataclasses.replace(points[key], metrics={**points[key].metrics, **metrics})
-            else:
-                points[key] = point
+    records = read_csv(path, MAX_POINTS)
+    columns = [c.strip() for c in next(records, (0, []))[1]]
+    for need in ("model", "gpu", "tp", "isl", "osl"):
+        if need not in columns:
+            raise PlannerInputError(f"{path}: missing column '{need}'")
+    long_form = "metric" in columns
+    points: dict[tuple, MeasuredPoint] = {}
+    resolved: dict = {}
+    for i, cells in records:
+        if len(cells) > len(columns):
+            raise PlannerInputError(f"line {i}: {len(cells)} cells, more than the {len(columns)} columns")
+        row = dict(zip(columns, cells))
+        par = ParallelConfig(_int(row, "tp", i), _int(row, "pp", i, 1), _int(row, "ep", i, 1), _int(row, "dp", i, 1))
+        conc = _float(row, "concurrency", i) or _float(row, "batch", i)
+        rate = _float(row, "rate", i)
+        mode = (row.get("mode") or "").strip() or ("rate" if rate else ("concurrency" if conc else "offline"))
+        if mode not in ("concurrency", "offline", "rate"):
+            raise PlannerInputError(f"line {i}: field 'mode' must be concurrency, offline or rate, "
+                                    f"got {shown_value(mode)}")
+        if mode == "concurrency" and not conc:
+            raise PlannerInputError(f"line {i}: mode 'concurrency' needs a 'concurrency' value")
+        if mode == "rate" and not rate:
+            raise PlannerInputError(f"line {i}: mode 'rate' needs a 'rate' value (req/s)")
+        if long_form:
+            metric = (row.get("metric") or "").strip()
+            if metric not in METRICS:
+                raise PlannerInputError(f"line {i}: field 'metric' must be one of {', '.join(METRICS)}, "
+                                        f"got {shown_value(metric)}")
+            value = _float(row, "value", i)
+            if value is None:
+                raise PlannerInputError(f"line {i}: missing 'value'")
+            metrics = {metric: value}
+        else:
+            metrics = {m: v for m in METRICS if (v := _float(row, m, i)) is not None}
+            if not metrics:
+                raise PlannerInputError(f"line {i}: no measured value (need one of {', '.join(METRICS)})")
+        names = _names(row, i, resolved)
+        _check_parallel(names, par, i, resolved)
+        point = MeasuredPoint(i, (row.get("id") or f"line{i}").strip(), *names, par,
+                              _int(row, "isl", i), _int(row, "osl", i), mode,
+                              conc if mode == "concurrency" else (rate or 0.0), metrics)
+        key = (point.model, point.gpu, point.engine, point.dtype, point.kv_dtype, point.par, point.isl, point.osl,
+               point.mode, point.load) if long_form else (i,)
+        if key in points:
+            points[key] = dataclasses.replace(points[key], metrics={**points[key].metrics, **metrics})
+        else:
+            points[key] = point
     if not points:
         raise PlannerInputError(f"{path}: no measurement rows")
     return list(points.values())
@@ -157,27 +199,45 @@ class Calibration:
 
 
 def load_calibration(path) -> Calibration:
-    import yaml
+    """A calibration YAML: every GPU and engine named must exist (aliases resolve to the canonical name, which is
+    what apply_gpu / apply_engine look up) and every constant be a number within its physical bounds."""
+    import hwdb
 
-    p = Path(path)
-    if not p.is_file():
+    if not Path(path).is_file():
         raise PlannerInputError(f"--calibration: file not found: {path}")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError:
-        raise PlannerInputError(f"{path}: malformed YAML") from None
+    data = read_document(path)
     if not isinstance(data, dict):
         raise PlannerInputError(f"{path}: expected a mapping with 'gpus' and/or 'engines'")
-    for section, allowed in (("gpus", GPU_PARAMS), ("engines", ENGINE_PARAMS)):
-        for name, params in (data.get(section) or {}).items():
-            for k, v in (params or {}).items():
+    unknown = sorted(map(str, set(data) - {"gpus", "engines", "fitted_on"}))
+    if unknown:
+        raise PlannerInputError(f"{path}: unknown field {shown_value(unknown[0])} (expected gpus, engines, fitted_on)")
+    out: dict = {"gpus": {}, "engines": {}}
+    for section, allowed, lookup in (("gpus", GPU_PARAMS, hwdb.load_gpu), ("engines", ENGINE_PARAMS, hwdb.load_engine)):
+        entries = data.get(section) or {}
+        if not isinstance(entries, dict):
+            raise PlannerInputError(f"{path}: field '{section}' must map a name to its constants")
+        for name, params in entries.items():
+            where = f"{section}.{shown_value(str(name))[1:-1]}"
+            try:
+                canonical = lookup(str(name)).name
+            except hwdb.HwdbError as e:
+                raise PlannerInputError(f"{path}: field '{where}': {e}") from None
+            if not isinstance(params, dict):
+                raise PlannerInputError(f"{path}: field '{where}' must map constants to values")
+            for k, v in params.items():
                 if k not in allowed:
-                    raise PlannerInputError(f"{path}: field '{section}.{name}.{k}' is not a calibratable constant")
-                vals = v.values() if isinstance(v, dict) else [v]
+                    raise PlannerInputError(f"{path}: field '{where}.{shown_value(str(k))[1:-1]}' is not a "
+                                            "calibratable constant")
+                if k == "gemm" and not (isinstance(v, dict) and v and all(x in hwdb.DTYPES for x in v)):
+                    raise PlannerInputError(f"{path}: field '{where}.gemm' must map dtypes "
+                                            f"({', '.join(hwdb.DTYPES)}) to efficiencies")
+                vals = v.values() if k == "gemm" else [v]
                 lo, hi = allowed[k]
-                if not all(isinstance(x, (int, float)) and lo <= x <= hi for x in vals):
-                    raise PlannerInputError(f"{path}: field '{section}.{name}.{k}' must lie in [{lo}, {hi}]")
-    return Calibration(data.get("gpus") or {}, data.get("engines") or {}, str(data.get("fitted_on", path)))
+                if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and lo <= x <= hi for x in vals):
+                    raise PlannerInputError(f"{path}: field '{where}.{k}' must lie in [{lo}, {hi}]")
+            merged = out[section].setdefault(canonical, {})
+            merged.update({k: ({**merged.get(k, {}), **v} if k == "gemm" else v) for k, v in params.items()})
+    return Calibration(out["gpus"], out["engines"], str(data.get("fitted_on", path)))
 
 
 # ---- prediction ------------------------------------------------------------------------------------------

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
 from planner.errors import PlannerInputError
+from planner.inputs import read_document, shown_value
 
 # Bytes per weight element, with block-scale overhead: MXFP4 = 4 bit + one e8m0 scale per 32 elements;
 # int4 (AWQ/GPTQ) = 4 bit + one fp16 scale per 128-element group.
@@ -183,8 +183,11 @@ class ModelSpec:
         return 2 * self.num_kv_heads * self.head_dim
 
     def kv_bytes_per_token(self, kv_dtype: str = "bf16") -> float:
-        """Steady-state KV bytes per token over the full-attention layers (sliding layers are bounded)."""
-        return self.kv_elements_per_token_per_layer() * self.num_full_attention_layers * dtype_bytes(kv_dtype)
+        """Steady-state KV bytes per token over the full-attention layers (sliding layers are bounded). A model
+        whose every layer slides (Mistral-7B-v0.1) counts them all: its cache holds at most a window per
+        sequence, so a token of cache is one token on every layer."""
+        layers = self.num_full_attention_layers or self.num_layers
+        return self.kv_elements_per_token_per_layer() * layers * dtype_bytes(kv_dtype)
 
     def kv_bytes_per_sequence(self, context_tokens: float, kv_dtype: str = "bf16") -> float:
         """KV bytes of one sequence of `context_tokens` tokens, sliding layers capped at the window."""
@@ -193,15 +196,16 @@ class ModelSpec:
         return per_layer_token * (self.num_full_attention_layers * context_tokens + sliding)
 
     def validate(self, origin: str) -> "ModelSpec":
-        positive = ["hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab_size"]
-        for f in positive:
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise PlannerInputError(f"{origin}: field '{f}' must be a positive integer, got {v!r}")
+        positive = {"hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab_size", "max_context"}
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
-                raise PlannerInputError(f"{origin}: field '{f.name}' must not be negative, got {v!r}")
+            lo = 1 if f.name in positive else 0
+            if f.type == "int" and (not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= MAX_SIZE):
+                what = "a positive integer" if lo else "a non-negative integer"
+                raise PlannerInputError(f"{origin}: field '{f.name}' must be {what} (at most {MAX_SIZE}), "
+                                        f"got {shown_value(v)}")
+            if f.type in ("str", "bool") and type(v).__name__ != f.type:
+                raise PlannerInputError(f"{origin}: field '{f.name}' must be a {f.type}, got {shown_value(v)}")
         if self.num_heads % self.num_kv_heads:
             raise PlannerInputError(f"{origin}: field 'num_kv_heads' ({self.num_kv_heads}) must divide "
                                     f"num_heads ({self.num_heads})")
@@ -221,6 +225,8 @@ class ModelSpec:
 
 # ---- loading ------------------------------------------------------------------------------------------
 
+MAX_SIZE = 2**24  # bound on every integer field (widths, layers, experts, vocab, context: 16M tokens)
+
 _FIELDS = {f.name for f in dataclasses.fields(ModelSpec)}
 
 
@@ -228,7 +234,7 @@ def model_from_dict(data: dict, origin: str) -> ModelSpec:
     """Our YAML schema: keys are ModelSpec field names."""
     if not isinstance(data, dict):
         raise PlannerInputError(f"{origin}: expected a mapping of model fields")
-    unknown = sorted(set(data) - _FIELDS)
+    unknown = sorted(map(str, set(data) - _FIELDS))
     if unknown:
         raise PlannerInputError(f"{origin}: unknown field '{unknown[0]}'")
     for f in ("name", "hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "vocab_size"):
@@ -241,7 +247,7 @@ def model_from_dict(data: dict, origin: str) -> ModelSpec:
     for k, v in data.items():
         want_int = types[k] == "int"
         if want_int and (not isinstance(v, int) or isinstance(v, bool)):
-            raise PlannerInputError(f"{origin}: field '{k}' must be an integer, got {v!r}")
+            raise PlannerInputError(f"{origin}: field '{k}' must be an integer, got {shown_value(v)}")
     return ModelSpec(**data).validate(origin)
 
 
@@ -258,41 +264,55 @@ def model_from_hf_config(cfg: dict, origin: str, name: str = "") -> ModelSpec:
     """A HuggingFace config.json as-is (see shared/reference/facts.md §1 for each family's traps)."""
     if "text_config" in cfg and "hidden_size" not in cfg:
         cfg = cfg["text_config"]
+        if not isinstance(cfg, dict):
+            raise PlannerInputError(f"{origin}: field 'text_config' must be a mapping")
     archs = cfg.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise PlannerInputError(f"{origin}: field 'architectures' must be a list of names, got {shown_value(archs)}")
     arch = archs[0] if archs else ""
     kind = _HF_ARCHS.get(arch)
     if kind is None:
-        raise PlannerInputError(f"{origin}: field 'architectures': unsupported architecture '{arch or '?'}' "
-                                f"(supported: {', '.join(sorted(_HF_ARCHS))})")
+        raise PlannerInputError(f"{origin}: field 'architectures': unsupported architecture "
+                                f"{shown_value(arch or '?')} (supported: {', '.join(sorted(_HF_ARCHS))})")
 
     def need(key):
         if key not in cfg:
             raise PlannerInputError(f"{origin}: missing field '{key}' for {arch}")
-        return cfg[key]
+        return _hf_int(cfg, key, origin)
+
+    def opt(key, default):  # HF reads an absent or null key as its default; any other value must be valid
+        return default if cfg.get(key) is None else _hf_int(cfg, key, origin)
 
     hidden, heads = need("hidden_size"), need("num_attention_heads")
-    if not isinstance(hidden, int) or not isinstance(heads, int) or hidden <= 0 or heads <= 0:
-        raise PlannerInputError(f"{origin}: field 'hidden_size'/'num_attention_heads' must be positive integers")
+    if not hidden or not heads:
+        raise PlannerInputError(f"{origin}: field '{'num_attention_heads' if hidden else 'hidden_size'}' must be "
+                                "a positive integer")
+    if cfg.get("head_dim") is None and hidden % heads:
+        raise PlannerInputError(f"{origin}: field 'num_attention_heads' ({heads}) must divide hidden_size "
+                                f"({hidden}) when there is no head_dim")
     layers = need("num_hidden_layers")
     spec = dict(
         name=name or cfg.get("_name_or_path", "") or arch, hidden_size=hidden, num_layers=layers,
-        num_heads=heads, num_kv_heads=cfg.get("num_key_value_heads") or heads,
-        head_dim=cfg.get("head_dim") or hidden // heads,  # Qwen3: explicit head_dim != hidden/heads
-        intermediate_size=cfg.get("intermediate_size", 0), vocab_size=need("vocab_size"),
-        tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
-        max_context=cfg.get("max_position_embeddings", 131072),
-        attention_bias=bool(cfg.get("attention_bias", arch.startswith("Qwen2"))),
+        num_heads=heads, num_kv_heads=opt("num_key_value_heads", heads),
+        head_dim=opt("head_dim", hidden // heads),  # Qwen3: explicit head_dim != hidden/heads
+        intermediate_size=opt("intermediate_size", 0), vocab_size=need("vocab_size"),
+        tied_embeddings=_hf_bool(cfg, "tie_word_embeddings", False, origin),
+        max_context=opt("max_position_embeddings", 131072),
+        attention_bias=_hf_bool(cfg, "attention_bias", arch.startswith("Qwen2"), origin),
         qk_norm=arch.startswith("Qwen3"), source=origin,
     )
+    if cfg.get("quantization_config") is not None and not isinstance(cfg["quantization_config"], dict):
+        raise PlannerInputError(f"{origin}: field 'quantization_config' must be a mapping, "
+                                f"got {shown_value(cfg['quantization_config'])}")
     if kind == "qwen_moe":
-        sparse_step = cfg.get("decoder_sparse_step", 1)
+        sparse_step = opt("decoder_sparse_step", 1)
         if sparse_step != 1 or cfg.get("mlp_only_layers"):
             raise PlannerInputError(f"{origin}: field 'decoder_sparse_step'/'mlp_only_layers': only all-MoE "
                                     f"Qwen MoE layouts are supported")
         spec.update(num_experts=need("num_experts"), experts_per_tok=need("num_experts_per_tok"),
                     expert_intermediate_size=need("moe_intermediate_size"), intermediate_size=0,
-                    num_shared_experts=1 if cfg.get("shared_expert_intermediate_size") else 0,
-                    shared_expert_intermediate_size=cfg.get("shared_expert_intermediate_size", 0))
+                    num_shared_experts=1 if opt("shared_expert_intermediate_size", 0) else 0,
+                    shared_expert_intermediate_size=opt("shared_expert_intermediate_size", 0))
     elif kind == "mixtral":  # each expert is intermediate_size wide; no dense MLP layers
         spec.update(num_experts=need("num_local_experts"), experts_per_tok=need("num_experts_per_tok"),
                     expert_intermediate_size=need("intermediate_size"), intermediate_size=0)
@@ -300,22 +320,24 @@ def model_from_hf_config(cfg: dict, origin: str, name: str = "") -> ModelSpec:
         spec.update(num_kv_heads=heads, num_experts=need("n_routed_experts"),
                     experts_per_tok=need("num_experts_per_tok"),
                     expert_intermediate_size=need("moe_intermediate_size"),
-                    num_shared_experts=cfg.get("n_shared_experts", 0) or 0,
-                    first_k_dense=cfg.get("first_k_dense_replace", 0), q_lora_rank=cfg.get("q_lora_rank") or 0,
+                    num_shared_experts=opt("n_shared_experts", 0),
+                    first_k_dense=opt("first_k_dense_replace", 0), q_lora_rank=opt("q_lora_rank", 0),
                     kv_lora_rank=need("kv_lora_rank"), qk_nope_head_dim=need("qk_nope_head_dim"),
                     qk_rope_head_dim=need("qk_rope_head_dim"), v_head_dim=need("v_head_dim"),
                     head_dim=need("qk_nope_head_dim") + need("qk_rope_head_dim"), qk_norm=False)
     elif kind == "gpt_oss":  # intermediate_size is the expert width; alternating sliding/full layers
         types = cfg.get("layer_types") or []
+        if not isinstance(types, list):
+            raise PlannerInputError(f"{origin}: field 'layer_types' must be a list, got {shown_value(types)}")
         quant = (cfg.get("quantization_config") or {}).get("quant_method", "")
         spec.update(num_experts=need("num_local_experts"),
-                    experts_per_tok=cfg.get("num_experts_per_tok") or need("experts_per_token"),
+                    experts_per_tok=opt("num_experts_per_tok", 0) or need("experts_per_token"),
                     expert_intermediate_size=need("intermediate_size"), intermediate_size=0,
-                    sliding_window=cfg.get("sliding_window") or 0,
+                    sliding_window=opt("sliding_window", 0),
                     num_sliding_layers=sum(t == "sliding_attention" for t in types),
                     expert_weight_dtype="fp4" if quant == "mxfp4" else "")
-    elif cfg.get("sliding_window") and cfg.get("use_sliding_window", True) and arch == "MistralForCausalLM":
-        spec.update(sliding_window=cfg["sliding_window"], num_sliding_layers=layers)
+    elif opt("sliding_window", 0) and cfg.get("use_sliding_window", True) and arch == "MistralForCausalLM":
+        spec.update(sliding_window=opt("sliding_window", 0), num_sliding_layers=layers)
     q = cfg.get("quantization_config") or {}
     if q.get("quant_method") == "fp8":
         spec["weight_dtype"] = "fp8"
@@ -329,37 +351,40 @@ def _block_size(value, field: str) -> tuple[int, int]:
     """[block_n, block_k] of a block-scaled checkpoint (DeepSeek-V3, Qwen3-*-FP8: [128, 128])."""
     if not (isinstance(value, (list, tuple)) and len(value) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
-        raise PlannerInputError(f"{field} must be two positive integers [block_n, block_k], got {value!r}")
+        raise PlannerInputError(f"{field} must be two positive integers [block_n, block_k], got {shown_value(value)}")
     return int(value[0]), int(value[1])
 
 
+def _hf_int(cfg: dict, key: str, origin: str) -> int:
+    v = cfg[key]
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_SIZE:
+        raise PlannerInputError(f"{origin}: field '{key}' must be an integer in 0..{MAX_SIZE}, got {shown_value(v)}")
+    return v
+
+
+def _hf_bool(cfg: dict, key: str, default: bool, origin: str) -> bool:
+    v = cfg.get(key, default)
+    if not isinstance(v, bool):
+        raise PlannerInputError(f"{origin}: field '{key}' must be true or false, got {shown_value(v)}")
+    return v
+
+
 def _read_structured(path: Path) -> dict:
-    import yaml
-
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise PlannerInputError(f"{path}: cannot read file ({e.strerror})") from None
-    try:
-        if path.suffix == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        where = getattr(e, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where else (f" at line {e.lineno}" if hasattr(e, "lineno") else "")
-        raise PlannerInputError(f"{path}: malformed {path.suffix.lstrip('.').upper()}{line}") from None
+    return read_document(path)
 
 
-def load_model_file(path: Path) -> ModelSpec:
+def load_model_file(path: Path, inside_scenario: bool = False) -> ModelSpec:
     data = _read_structured(path)
     if not isinstance(data, dict):
         raise PlannerInputError(f"{path}: expected a mapping at the top level")
-    if "architectures" in data:
+    if "architectures" in data or path.name == "config.json":
         return model_from_hf_config(data, str(path), name=path.parent.name if path.name == "config.json"
                                     else path.stem)
     if "model" in data and isinstance(data["model"], (str, dict)):  # a scenario file: model + workload + fleet
         m = data["model"]
-        return load_model(m) if isinstance(m, str) else model_from_dict(m, f"{path}: model")
+        if isinstance(m, str) and inside_scenario:
+            raise PlannerInputError(f"{path}: field 'model': names another scenario file; give a model here")
+        return load_model(m, inside_scenario=True) if isinstance(m, str) else model_from_dict(m, f"{path}: model")
     return model_from_dict(data, str(path))
 
 
@@ -380,13 +405,14 @@ def bundled_models() -> dict[str, ModelSpec]:
     return out
 
 
-def load_model(name_or_path: str) -> ModelSpec:
-    """A path to our YAML / a HF config.json / a scenario YAML, or the name (or HF id) of a bundled model."""
+def load_model(name_or_path: str, inside_scenario: bool = False) -> ModelSpec:
+    """A path to our YAML / a HF config.json / a scenario YAML, or the name (or HF id) of a bundled model.
+    `inside_scenario`: named by a scenario's `model:`, so it may not be a scenario itself (no cycles)."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml", ".json") or path.exists():
         if not path.is_file():
             raise PlannerInputError(f"{name_or_path}: model file not found")
-        return load_model_file(path)
+        return load_model_file(path, inside_scenario)
     models = bundled_models()
     key = name_or_path.lower()
     for spec in models.values():
@@ -394,4 +420,4 @@ def load_model(name_or_path: str) -> ModelSpec:
             return spec
     close = difflib.get_close_matches(key, list(models), n=3, cutoff=0.5)
     hint = f"; did you mean: {', '.join(close)}?" if close else f" (bundled: {', '.join(models)})"
-    raise PlannerInputError(f"unknown model '{name_or_path}'{hint}")
+    raise PlannerInputError(f"unknown model {shown_value(name_or_path)}{hint}")

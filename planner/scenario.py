@@ -12,10 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from planner.errors import PlannerInputError
+from planner.inputs import shown_value
 from planner.model import _read_structured, load_model, model_from_dict
 from planner.optimize import Request
 from planner.workload import parse_kv, parse_workload_flag, slo_from, workload_from_yaml
 
+MAX_GPUS_PER_TYPE = 1_000_000  # a fleet inventory beyond this is a typo, not a plan
 SCENARIO_KEYS = {"model", "workload", "slo", "gpus", "budget_usd_per_h", "objective", "mode", "engine", "dtype",
                  "kv_dtype", "top", "description", "hwdb"}
 
@@ -45,9 +47,29 @@ def _gpus_from_yaml(data, origin) -> dict[str, int]:
     if not isinstance(data, dict) or not data:
         raise PlannerInputError(f"{origin}: field 'gpus' must map GPU type -> count")
     for k, v in data.items():
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise PlannerInputError(f"{origin}: field 'gpus.{k}' must be a positive integer, got {v!r}")
+        if not isinstance(k, str):
+            raise PlannerInputError(f"{origin}: field 'gpus': GPU type {shown_value(k)} must be a name")
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= MAX_GPUS_PER_TYPE:
+            raise PlannerInputError(f"{origin}: field 'gpus.{shown_value(k)[1:-1]}' must be a positive integer "
+                                    f"(at most {MAX_GPUS_PER_TYPE:,}), got {shown_value(v)}")
     return dict(data)
+
+
+def _check_scenario(data: dict, origin: str) -> None:
+    """Types of the scenario's scalar fields (nested model / workload / slo / gpus are checked where read)."""
+    unknown = sorted(map(str, set(data) - SCENARIO_KEYS))
+    if unknown:
+        raise PlannerInputError(f"{origin}: unknown field {shown_value(unknown[0])}")
+    for k in ("objective", "mode", "engine", "dtype", "kv_dtype", "description"):
+        if k in data and not isinstance(data[k], str):
+            raise PlannerInputError(f"{origin}: field '{k}' must be a string, got {shown_value(data[k])}")
+    if "top" in data and (not isinstance(data["top"], int) or isinstance(data["top"], bool)
+                          or not 1 <= data["top"] <= 50):
+        raise PlannerInputError(f"{origin}: field 'top' must be an integer in 1..50, got {shown_value(data['top'])}")
+    if "slo" in data and not isinstance(data["slo"], dict):
+        raise PlannerInputError(f"{origin}: field 'slo' must be a mapping (ttft, tpot, p)")
+    if not isinstance(data["model"], (str, dict)):
+        raise PlannerInputError(f"{origin}: field 'model' must be a model name, a path or a mapping of fields")
 
 
 def build_request(model_arg: str, *, slo: str | None = None, workload: str | None = None, gpus: str | None = None,
@@ -61,9 +83,7 @@ def build_request(model_arg: str, *, slo: str | None = None, workload: str | Non
     if path.suffix in (".yaml", ".yml") and path.is_file():
         data = _read_structured(path)
         if isinstance(data, dict) and "model" in data:
-            unknown = sorted(set(data) - SCENARIO_KEYS)
-            if unknown:
-                raise PlannerInputError(f"{path}: unknown field '{unknown[0]}'")
+            _check_scenario(data, str(path))
             scen = data
     if "hwdb" in scen:  # extra GPU folders named by the scenario, relative to it; --hwdb ones override them
         dirs = scen["hwdb"] if isinstance(scen["hwdb"], list) else [scen["hwdb"]]
@@ -72,7 +92,7 @@ def build_request(model_arg: str, *, slo: str | None = None, workload: str | Non
         extra["extra_hwdb"] = tuple(path.parent / d for d in dirs) + tuple(extra.get("extra_hwdb", ()))
     if scen:
         m = scen["model"]
-        model = load_model(m) if isinstance(m, str) else model_from_dict(m, f"{origin}: model")
+        model = load_model(m, inside_scenario=True) if isinstance(m, str) else model_from_dict(m, f"{origin}: model")
     else:
         model = load_model(model_arg)
 

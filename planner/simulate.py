@@ -34,7 +34,6 @@ benchmarks/simulate_speed.py: 100k requests in 1-2 s at fixed lengths, ~4 s with
 
 from __future__ import annotations
 
-import csv
 import heapq
 import math
 import time
@@ -44,7 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.errors import PlannerInputError
+from planner.errors import InfeasibleError, PlannerInputError
+from planner.inputs import read_csv, read_document, shown_value
+from planner.workload import MAX_TOKENS, MAX_TRACE_ROWS
 
 WARMUP_FRACTION = 0.10  # leading share of arrivals left out of the statistics
 CTX_BUCKET = 64  # decode context rounding of the iteration-time cache (tokens)
@@ -127,55 +128,52 @@ def load_trace_csv(path) -> list[tuple[float, int, int, str | None]]:
     """Read a request trace: a header row naming the columns arrival_s, isl, osl and optionally class, then
     one request per row. Returns (arrival_s, isl, osl, class or None) sorted by arrival time (stable).
     Bad rows raise PlannerInputError naming the file and line."""
-    p = Path(path)
-    if not p.is_file():
+    if not Path(path).is_file():
         raise PlannerInputError(f"{path}: trace file not found")
-    with p.open(newline="", encoding="utf-8") as f:
-        reader = csv.reader(f)
-        header = None
-        rows: list[tuple[float, int, int, str | None]] = []
-        for line in reader:
-            if not line or all(not c.strip() for c in line) or line[0].lstrip().startswith("#"):
-                continue
-            where = f"{path} line {reader.line_num}"
-            if header is None:
-                header = [c.strip().lower() for c in line]
-                unknown = [c for c in header if c not in ("arrival_s", "isl", "osl", "class")]
-                if unknown:
-                    raise PlannerInputError(f"{where}: unknown column '{unknown[0]}' "
-                                            "(expected a header arrival_s,isl,osl[,class])")
-                missing = [c for c in ("arrival_s", "isl", "osl") if c not in header]
-                if missing:
-                    raise PlannerInputError(f"{where}: header lacks column '{missing[0]}' "
-                                            "(expected arrival_s,isl,osl[,class])")
-                if len(set(header)) != len(header):
-                    raise PlannerInputError(f"{where}: duplicate column in header")
-                col = {c: i for i, c in enumerate(header)}
-                continue
-            if len(line) != len(header):
-                raise PlannerInputError(f"{where}: expected {len(header)} columns ({','.join(header)}), "
-                                        f"got {len(line)}")
-            raw = line[col["arrival_s"]].strip()
+    header = None
+    rows: list[tuple[float, int, int, str | None]] = []
+    for lineno, line in read_csv(path, MAX_TRACE_ROWS):
+        if line[0].lstrip().startswith("#"):
+            continue
+        where = f"{path} line {lineno}"
+        if header is None:
+            header = [c.strip().lower() for c in line]
+            unknown = [c for c in header if c not in ("arrival_s", "isl", "osl", "class")]
+            if unknown:
+                raise PlannerInputError(f"{where}: unknown column {shown_value(unknown[0])} "
+                                        "(expected a header arrival_s,isl,osl[,class])")
+            missing = [c for c in ("arrival_s", "isl", "osl") if c not in header]
+            if missing:
+                raise PlannerInputError(f"{where}: header lacks column '{missing[0]}' "
+                                        "(expected arrival_s,isl,osl[,class])")
+            if len(set(header)) != len(header):
+                raise PlannerInputError(f"{where}: duplicate column in header")
+            col = {c: i for i, c in enumerate(header)}
+            continue
+        if len(line) != len(header):
+            raise PlannerInputError(f"{where}: expected {len(header)} columns ({','.join(header)}), "
+                                    f"got {len(line)}")
+        raw = line[col["arrival_s"]].strip()
+        try:
+            t = float(raw)
+        except ValueError:
+            t = math.nan
+        if not math.isfinite(t) or t < 0:
+            raise PlannerInputError(f"{where}: field 'arrival_s' must be a non-negative number of seconds, "
+                                    f"got {shown_value(raw)}")
+        vals = []
+        for k in ("isl", "osl"):
+            raw = line[col[k]].strip()
             try:
-                t = float(raw)
+                v = float(raw)
             except ValueError:
-                t = math.nan
-            if not math.isfinite(t) or t < 0:
-                raise PlannerInputError(f"{where}: field 'arrival_s' must be a non-negative number of seconds, "
-                                        f"got '{raw}'")
-            vals = []
-            for k in ("isl", "osl"):
-                raw = line[col[k]].strip()
-                try:
-                    v = float(raw)
-                except ValueError:
-                    v = math.nan
-                if not math.isfinite(v) or v < 1 or v != int(v):
-                    raise PlannerInputError(f"{where}: field '{k}' must be a positive whole number of tokens, "
-                                            f"got '{raw}'")
-                vals.append(int(v))
-            cls = line[col["class"]].strip() or None if "class" in col else None
-            rows.append((t, vals[0], vals[1], cls))
+                v = math.nan
+            if not math.isfinite(v) or not 1 <= v <= MAX_TOKENS or v != int(v):
+                raise PlannerInputError(f"{where}: field '{k}' must be a positive whole number of tokens "
+                                        f"(at most {MAX_TOKENS}), got {shown_value(raw)}")
+            vals.append(int(v))
+        cls = line[col["class"]].strip() or None if "class" in col else None
+        rows.append((t, vals[0], vals[1], cls))
     if header is None or not rows:
         raise PlannerInputError(f"{path}: no requests in the trace (expected a header arrival_s,isl,osl[,class] "
                                 "and one row per request)")
@@ -185,15 +183,11 @@ def load_trace_csv(path) -> list[tuple[float, int, int, str | None]]:
 
 def load_plan_json(path) -> dict:
     """The JSON document `planner optimize --format json` wrote (PlannerInputError if unreadable)."""
-    import json
+    from hwdb.safe_load import MAX_PLAN_BYTES
 
-    p = Path(path)
-    if not p.is_file():
+    if not Path(path).is_file():
         raise PlannerInputError(f"{path}: plan file not found")
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise PlannerInputError(f"{path}: not JSON ({e})") from None
+    doc = read_document(path, MAX_PLAN_BYTES, json_only=True)
     if not isinstance(doc, dict) or "plans" not in doc:
         raise PlannerInputError(f"{path}: expected the output of `planner optimize --format json` (no 'plans')")
     return doc
@@ -205,11 +199,21 @@ def _field(d, key, where, kind=None):
     if not isinstance(d, dict) or key not in d:
         raise PlannerInputError(f"plan: {where} lacks field '{key}' (expected `planner optimize --format json`)")
     v = d[key]
-    if kind is int and (not isinstance(v, (int, float)) or isinstance(v, bool) or v != int(v) or v < 0):
-        raise PlannerInputError(f"plan: field '{where}.{key}' must be a non-negative integer, got {v!r}")
-    if kind is float and (not isinstance(v, (int, float)) or isinstance(v, bool) or not v >= 0):
-        raise PlannerInputError(f"plan: field '{where}.{key}' must be a non-negative number, got {v!r}")
+    number = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    if kind is int and not (number and v == int(v) and v <= MAX_TOKENS):
+        raise PlannerInputError(f"plan: field '{where}.{key}' must be a non-negative integer (at most {MAX_TOKENS}), "
+                                f"got {shown_value(v)}")
+    if kind is float and not number:
+        raise PlannerInputError(f"plan: field '{where}.{key}' must be a non-negative finite number, "
+                                f"got {shown_value(v)}")
+    if kind in (str, dict, list) and not isinstance(v, kind):
+        raise PlannerInputError(f"plan: field '{where}.{key}' must be a {kind.__name__}, got {shown_value(v)}")
     return int(v) if kind is int else (float(v) if kind is float else v)
+
+
+def _optional(d: dict, key: str, where: str, default, kind=float):
+    """An optional field of the plan JSON: absent or null is `default`, anything else is checked as _field."""
+    return default if d.get(key) is None else _field(d, key, where, kind)
 
 
 @dataclass(frozen=True)
@@ -229,6 +233,8 @@ def _arrival_of(c: dict, where: str) -> tuple[float, tuple]:
     a = c.get("arrival") if isinstance(c, dict) else None
     if not a:
         return 1.0, ()
+    if not isinstance(a, dict):
+        raise PlannerInputError(f"plan: field '{where}.arrival' must be a mapping, got {shown_value(a)}")
     cv = _field(a, "cv", where + ".arrival", float)
     if a.get("kind") == "trace" and a.get("trace"):
         from planner.workload import load_arrival_times
@@ -247,18 +253,21 @@ def _classes(plan_json) -> list[_Class]:
     out = []
     for i, c in enumerate(wl):
         where = f"workload[{i}]"
-        slo = _field(c, "slo", where)
-        out.append(_Class(str(_field(c, "name", where)), _field(c, "isl", where, int), _field(c, "osl", where, int),
+        slo = _field(c, "slo", where, dict)
+        isl, osl = _field(c, "isl", where, int), _field(c, "osl", where, int)
+        if not isl or not osl:
+            raise PlannerInputError(f"plan: field '{where}.isl/osl' must be at least 1 token")
+        out.append(_Class(str(_field(c, "name", where)), isl, osl,
                           _field(slo, "ttft_ms", where + ".slo", float) * 1e-3,
                           _field(slo, "tpot_ms", where + ".slo", float) * 1e-3,
-                          float(slo.get("percentile", 90.0)), *_arrival_of(c, where)))
+                          _optional(slo, "percentile", where + ".slo", 90.0), *_arrival_of(c, where)))
     return out
 
 
 def _select_plan(plan_json, rank: int) -> dict:
     plans = _field(plan_json, "plans", "document")
     if not isinstance(plans, list) or not plans:
-        raise PlannerInputError("plan: field 'plans' is empty (nothing to simulate)")
+        raise PlannerInputError("plan: field 'plans' must be a non-empty list (nothing to simulate)")
     for p in plans:
         if isinstance(p, dict) and p.get("rank") == rank:
             return p
@@ -272,12 +281,18 @@ def _setups(plan_json, plan, calibration):
     import hwdb
 
     from planner.estimate import Setup
-    from planner.model import load_model
-    from planner.parallel import ParallelConfig
+    from planner.model import dtype_bytes, load_model
+    from planner.parallel import ParallelConfig, check_parallel
 
-    model = load_model(str(_field(plan_json, "model", "document")))
-    engine_name = str(plan_json.get("engine", "vllm"))
-    dtype, kv_dtype = str(plan_json.get("dtype", "bf16")), str(plan_json.get("kv_dtype", "bf16"))
+    try:
+        model = load_model(_field(plan_json, "model", "document", str))
+    except PlannerInputError as e:
+        raise PlannerInputError(f"plan: field 'model': {e}") from None
+    engine_name = _optional(plan_json, "engine", "document", "vllm", str)
+    dtype = _optional(plan_json, "dtype", "document", "bf16", str)
+    kv_dtype = _optional(plan_json, "kv_dtype", "document", "bf16", str)
+    for key, value in (("dtype", dtype), ("kv_dtype", kv_dtype)):
+        dtype_bytes(value, f"plan: field '{key}'")
     insts = _field(plan, "instances", f"plans[rank={plan.get('rank')}]")
     if not isinstance(insts, list) or not insts:
         raise PlannerInputError("plan: the chosen plan has no instances")
@@ -287,38 +302,59 @@ def _setups(plan_json, plan, calibration):
         raise PlannerInputError(f"plan: field 'engine': {e}") from None
     if calibration is not None:
         engine = calibration.apply_engine(engine)
-    levers = plan_json.get("levers") or {}
-    extra_dirs = tuple(levers.get("hwdb") or ())
+    levers = _optional(plan_json, "levers", "document", {}, dict)
+    extra_dirs = _optional(levers, "hwdb", "levers", [], list)
+    if not all(isinstance(d, str) for d in extra_dirs):
+        raise PlannerInputError("plan: field 'levers.hwdb' must be a list of folders")
+    extra_dirs = tuple(extra_dirs)
+    caps = _optional(levers, "power_cap_w", "levers", {}, dict)
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < math.inf for w in caps.values()):
+        raise PlannerInputError("plan: field 'levers.power_cap_w' must map GPU names to watts")
+    kv_compression = _optional(levers, "kv_compression", "levers", 1.0)
+    if kv_compression < 1:
+        raise PlannerInputError(f"plan: field 'levers.kv_compression' must be at least 1, got {kv_compression:g}")
+    _optional(levers, "link_gbps", "levers", 0.0)
     spec = None
     if levers.get("spec"):
         from planner.spec import parse_spec
 
-        spec = parse_spec(str(levers["spec"]))
+        spec = parse_spec(_field(levers, "spec", "levers", str))
     groups = []
     for i, inst in enumerate(insts):
         where = f"instances[{i}]"
         role = _field(inst, "role", where)
         if role not in _ROLES and role != "multiplex":
             raise PlannerInputError(f"plan: field '{where}.role' must be agg, prefill, decode or multiplex, "
-                                    f"got {role!r}")
+                                    f"got {shown_value(role)}")
         try:
-            gpu = hwdb.load_gpu(str(_field(inst, "gpu", where)), extra_dirs=extra_dirs)
+            gpu = hwdb.load_gpu(_field(inst, "gpu", where, str), extra_dirs=extra_dirs)
         except ValueError as e:
             raise PlannerInputError(f"plan: field '{where}.gpu': {e}") from None
-        if levers.get("power_cap_w"):
+        if caps:
             from planner.energy import capped_gpu
 
-            gpu = capped_gpu(gpu, levers["power_cap_w"], extra_dirs)
+            try:
+                gpu = capped_gpu(gpu, caps, extra_dirs)
+            except ValueError as e:
+                raise PlannerInputError(f"plan: field 'levers.power_cap_w': {e}") from None
         if calibration is not None:
             gpu = calibration.apply_gpu(gpu)
         par = ParallelConfig(*(max(1, _field(inst, k, where, int)) for k in ("tp", "pp", "ep", "dp")))
+        try:
+            check_parallel(model, par, gpu.scaleup_domain_gpus)
+        except PlannerInputError as e:
+            raise PlannerInputError(f"plan: field '{where}': {e} (is the plan for another model?)") from None
+        skew = _optional(inst, "skew", where, 1.0)
+        if skew < 1:
+            raise PlannerInputError(f"plan: field '{where}.skew' must be at least 1, got {skew:g}")
         setup = Setup(model, gpu, par, engine.for_gpu(gpu), dtype, kv_dtype,
-                      _field(inst, "chunk_tokens", where, int), float(inst.get("skew", 1.0)),
-                      kv_compression=float(levers.get("kv_compression", 1.0)))
-        if spec is not None and inst.get("spec_k"):
+                      _field(inst, "chunk_tokens", where, int), skew, kv_compression=kv_compression)
+        spec_k = _optional(inst, "spec_k", where, 0, int)
+        if spec is not None and spec_k:
             from planner.spec import resolve
 
-            setup = replace(setup, spec=resolve(spec, model, par, int(inst["spec_k"]), gpu.scaleup_domain_gpus))
+            setup = replace(setup, spec=resolve(spec, model, par, spec_k, gpu.scaleup_domain_gpus))
+        _require_fit(setup, plan_json, where, role)
         if role == "multiplex":  # intra-GPU P/D: its prefill and decode partitions as a P/D pair, no KV hand-off
             from planner.multiplex import partition_setups
 
@@ -327,10 +363,29 @@ def _setups(plan_json, plan, calibration):
                 raise PlannerInputError(f"plan: field '{where}.sm_fraction' must be in (0, 1), got {frac:g}")
             pre, dec = partition_setups(setup, frac)
             for part, s in (("mux_prefill", pre), ("mux_decode", dec)):
-                groups.append((part, _field(inst, "count", where, int), s, dict(inst.get("load_rps") or {})))
+                groups.append((part, _field(inst, "count", where, int), s, _load_rps(inst, where)))
             continue
-        groups.append((role, _field(inst, "count", where, int), setup, dict(inst.get("load_rps") or {})))
+        groups.append((role, _field(inst, "count", where, int), setup, _load_rps(inst, where)))
     return model, groups
+
+
+def _load_rps(inst: dict, where: str) -> dict:
+    loads = _optional(inst, "load_rps", where, {}, dict)
+    for name in loads:
+        _field(loads, name, f"{where}.load_rps", float)
+    return dict(loads)
+
+
+def _require_fit(setup, plan_json: dict, where: str, role: str) -> None:
+    """The instance holds its weights and the shortest class's sequence (its prompt on a prefill instance);
+    otherwise the plan was made for another model, GPU or dtype, and simulating it would measure nothing."""
+    from planner.estimate import require_fit
+
+    isl, osl = min(((c["isl"], c["osl"]) for c in plan_json["workload"]), key=sum)
+    try:
+        require_fit(setup, isl, 0 if role == "prefill" else osl)
+    except InfeasibleError as e:
+        raise PlannerInputError(f"plan: field '{where}': {e} (is the plan for another model or GPU?)") from None
 
 
 # ---- the engines -------------------------------------------------------------------------------------------

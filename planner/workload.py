@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 from planner.errors import PlannerInputError
+from planner.inputs import read_csv, shown_value
+
+MAX_TRACE_ROWS = 1_000_000  # requests in a replayed trace (`planner simulate` does ~100k in 1-4 s)
+MAX_TOKENS = 2**24  # a prompt or output length beyond any model's context
 
 
 @dataclass(frozen=True)
@@ -63,30 +67,28 @@ def trace_rate(times) -> float:
 def load_arrival_times(path, field: str) -> tuple:
     """Arrival instants from a CSV with a header naming an `arrival_s` (or `timestamp`) column (other columns,
     e.g. the isl/osl of `planner simulate --trace` or BurstGPT's token counts, are ignored), sorted."""
-    import csv
     from pathlib import Path
 
-    p = Path(path)
-    if not p.is_file():
-        raise PlannerInputError(f"{field}: trace file '{path}' not found")
+    if not Path(path).is_file():
+        raise PlannerInputError(f"{field}: trace file {shown_value(str(path))} not found")
     times, col = [], None
-    with p.open(newline="", encoding="utf-8") as f:
-        for line in csv.reader(f):
-            if not line or all(not c.strip() for c in line) or line[0].lstrip().startswith("#"):
-                continue
+    for lineno, line in read_csv(path, MAX_TRACE_ROWS):
+        if line[0].lstrip().startswith("#"):
+            continue
+        if col is None:
+            header = [c.strip().lower() for c in line]
+            col = next((header.index(k) for k in ("arrival_s", "timestamp") if k in header), None)
             if col is None:
-                header = [c.strip().lower() for c in line]
-                col = next((header.index(k) for k in ("arrival_s", "timestamp") if k in header), None)
-                if col is None:
-                    raise PlannerInputError(f"{field}: trace '{path}' has no arrival_s (or timestamp) column")
-                continue
-            try:
-                t = float(line[col])
-            except (ValueError, IndexError):
-                t = math.nan
-            if not math.isfinite(t) or t < 0:
-                raise PlannerInputError(f"{field}: trace '{path}': arrival times must be non-negative seconds")
-            times.append(t)
+                raise PlannerInputError(f"{field}: trace '{path}' has no arrival_s (or timestamp) column")
+            continue
+        try:
+            t = float(line[col])
+        except (ValueError, IndexError):
+            t = math.nan
+        if not math.isfinite(t) or t < 0:
+            raise PlannerInputError(f"{field}: trace '{path}' line {lineno}: field 'arrival_s' must be "
+                                    f"non-negative seconds")
+        times.append(t)
     if len(times) < 3:
         raise PlannerInputError(f"{field}: trace '{path}' needs at least 3 arrivals to estimate the burstiness")
     times.sort()
@@ -108,6 +110,8 @@ def parse_arrival(value, field: str) -> Arrival | None:
     if isinstance(value, dict):  # {gamma: {cv: 2}} / {kind: gamma, cv: 2} / {trace: path}
         kind = str(value.get("kind", next(iter(value), ""))).lower()
         inner = value.get(kind, value) if kind in value else value
+        if kind == "trace" and not isinstance(inner, (str, dict)):
+            raise PlannerInputError(f"{field}.arrival: a trace is a CSV path, got {shown_value(inner)}")
         if kind == "trace":
             return parse_arrival(f"trace({inner if isinstance(inner, str) else inner.get('trace', '')})", field)
         cv = inner.get("cv") if isinstance(inner, dict) else inner
@@ -125,7 +129,7 @@ def parse_arrival(value, field: str) -> Arrival | None:
         path = (m.group(1) if m else text).strip()
         times = load_arrival_times(path, f"{field}.arrival")
         return Arrival("trace", interarrival_cv(times), path, times)
-    raise PlannerInputError(f"{field}.arrival: expected poisson, gamma(cv=2) or a trace .csv, got '{value}'")
+    raise PlannerInputError(f"{field}.arrival: expected poisson, gamma(cv=2) or a trace .csv, got {shown_value(value)}")
 
 
 _UNITS_S = {"ms": 1e-3, "s": 1.0, "us": 1e-6, "m": 60.0, "min": 60.0}
@@ -138,10 +142,10 @@ def parse_duration_ms(text, field: str) -> float:
     else:
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-z]*)\s*", str(text))
         if not m or m.group(2) not in ("", *_UNITS_S):
-            raise PlannerInputError(f"{field}: expected a duration like 2s or 50ms, got '{text}'")
+            raise PlannerInputError(f"{field}: expected a duration like 2s or 50ms, got {shown_value(text)}")
         value, unit = float(m.group(1)), m.group(2) or "s"
-    if value <= 0:
-        raise PlannerInputError(f"{field}: must be positive, got '{text}'")
+    if not 0 < value < math.inf:
+        raise PlannerInputError(f"{field}: must be a positive finite duration, got {shown_value(text)}")
     return value * _UNITS_S[unit] * 1e3
 
 
@@ -158,20 +162,21 @@ def parse_kv(text: str, field: str) -> dict[str, str]:
 
 def _number(value, field: str, *, integer: bool = False, allow_zero: bool = False) -> float:
     try:
-        x = float(value)
+        x = float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):
-        raise PlannerInputError(f"{field}: expected a number, got '{value}'") from None
-    if x != x or x < 0 or (x == 0 and not allow_zero):
-        raise PlannerInputError(f"{field}: must be {'non-negative' if allow_zero else 'positive'}, got '{value}'")
-    if integer and x != int(x):
-        raise PlannerInputError(f"{field}: must be a whole number, got '{value}'")
+        raise PlannerInputError(f"{field}: expected a number, got {shown_value(value)}") from None
+    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
+        raise PlannerInputError(f"{field}: must be a {'non-negative' if allow_zero else 'positive'} finite number, "
+                                f"got {shown_value(value)}")
+    if integer and (x != int(x) or x > MAX_TOKENS):
+        raise PlannerInputError(f"{field}: must be a whole number up to {MAX_TOKENS}, got {shown_value(value)}")
     return int(x) if integer else x
 
 
 def slo_from(values: dict, field: str, default: Slo | None = None) -> Slo:
-    unknown = set(values) - {"ttft", "tpot", "p", "percentile"}
+    unknown = set(map(str, values)) - {"ttft", "tpot", "p", "percentile"}
     if unknown:
-        raise PlannerInputError(f"{field}: unknown key '{sorted(unknown)[0]}' (use ttft, tpot, p)")
+        raise PlannerInputError(f"{field}: unknown key {shown_value(sorted(unknown)[0])} (use ttft, tpot, p)")
     base = default or Slo(2000.0, 50.0, 90.0)
     ttft = parse_duration_ms(values["ttft"], f"{field}.ttft") if "ttft" in values else base.ttft_ms
     tpot = parse_duration_ms(values["tpot"], f"{field}.tpot") if "tpot" in values else base.tpot_ms
@@ -187,10 +192,14 @@ def parse_slo(text: str) -> Slo:
 
 
 def class_from(values: dict, field: str, slo: Slo, name: str = "default") -> RequestClass:
-    unknown = set(values) - {"name", "isl", "osl", "rate", "slo", "arrival"}
+    unknown = set(map(str, values)) - {"name", "isl", "osl", "rate", "slo", "arrival"}
     if unknown:
-        raise PlannerInputError(f"{field}: unknown key '{sorted(unknown)[0]}' (use name, isl, osl, rate, slo, "
-                                "arrival)")
+        raise PlannerInputError(f"{field}: unknown key {shown_value(sorted(unknown)[0])} (use name, isl, osl, rate, "
+                                "slo, arrival)")
+    if not isinstance(values.get("name", name), (str, int)) or isinstance(values.get("name"), bool):
+        raise PlannerInputError(f"{field}.name: must be a name, got {shown_value(values['name'])}")
+    if "slo" in values and not isinstance(values["slo"], dict):
+        raise PlannerInputError(f"{field}.slo: must be a mapping (ttft, tpot, p)")
     for k in ("isl", "osl"):
         if k not in values:
             raise PlannerInputError(f"{field}: missing '{k}'")

@@ -8,6 +8,9 @@ import os
 
 from .errors import SolverInputError
 
+MAX_EXPERTS = 65_536  # rows of an expert-count CSV (the largest MoE layers have a few hundred experts)
+MAX_CSV_BYTES = 16 * 2**20
+
 
 def zipf_loads(num_experts: int, s: float = 1.0, seed: int = 0) -> tuple[float, ...]:
     """Zipf loads that sum to 1: the k-th hottest expert gets ∝ 1/k**s, experts shuffled by ``seed``."""
@@ -25,24 +28,26 @@ def zipf_loads(num_experts: int, s: float = 1.0, seed: int = 0) -> tuple[float, 
 def load_expert_counts_csv(path: str | os.PathLike) -> tuple[float, ...]:
     """Loads from a CSV with header ``expert,count``: one row per expert id 0..E-1, in any order.
 
-    Errors name the file and line: a missing or extra column, an id that is not an integer or is
-    repeated, a count that is not a finite number >= 0, and ids missing from 0..E-1.
+    Errors name the file and line: a file that is not UTF-8 text of at most MAX_CSV_BYTES, a missing or
+    extra column, an id that is not an integer or is repeated, a count that is not a finite number >= 0,
+    more than MAX_EXPERTS rows, and ids missing from 0..E-1.
     """
     counts: dict[int, float] = {}
+    rows = csv.reader(_text(path).splitlines())
     try:
-        with open(path, newline="") as handle:
-            rows = csv.reader(handle)
-            header = [cell.strip() for cell in next(rows, [])]
-            if header != ["expert", "count"]:
-                raise SolverInputError(f"{path}:1: the header must be 'expert,count', got {','.join(header)!r}")
-            for line, row in enumerate(rows, start=2):
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                if len(row) != 2:
-                    raise SolverInputError(f"{path}:{line}: expected 2 columns (expert,count), got {len(row)}")
-                counts[_expert_id(row[0], path, line, counts)] = _count(row[1], path, line)
-    except OSError as error:
-        raise SolverInputError(f"{path}: cannot read expert counts ({error.strerror})") from None
+        header = [cell.strip() for cell in next(rows, [])]
+        if header != ["expert", "count"]:
+            raise SolverInputError(f"{path}:1: the header must be 'expert,count', got {_shown(','.join(header))}")
+        for line, row in enumerate(rows, start=2):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != 2:
+                raise SolverInputError(f"{path}:{line}: expected 2 columns (expert,count), got {len(row)}")
+            if len(counts) >= MAX_EXPERTS:
+                raise SolverInputError(f"{path}:{line}: more than {MAX_EXPERTS:,} expert rows")
+            counts[_expert_id(row[0], path, line, counts)] = _count(row[1], path, line)
+    except csv.Error as error:
+        raise SolverInputError(f"{path}:{rows.line_num}: malformed CSV ({error})") from None
     if not counts:
         raise SolverInputError(f"{path}: no expert rows")
     missing = sorted(set(range(len(counts))) - set(counts))
@@ -51,11 +56,33 @@ def load_expert_counts_csv(path: str | os.PathLike) -> tuple[float, ...]:
     return tuple(counts[e] for e in range(len(counts)))
 
 
+def _text(path) -> str:
+    """The file as UTF-8 text: at most MAX_CSV_BYTES, no NUL bytes (binary), no UTF-16."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CSV_BYTES + 1)
+    except OSError as error:
+        raise SolverInputError(f"{path}: cannot read expert counts ({error.strerror})") from None
+    if len(data) > MAX_CSV_BYTES:
+        raise SolverInputError(f"{path}: file larger than the {MAX_CSV_BYTES // 2**20} MiB limit")
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in data:
+        raise SolverInputError(f"{path}: binary or UTF-16 file, expected UTF-8 text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise SolverInputError(f"{path}: not UTF-8 text (byte {error.start})") from None
+
+
+def _shown(text: str) -> str:
+    """A value quoted for a message, cut to 60 characters."""
+    return repr(text) if len(text) <= 58 else repr(text[:57]) + "…"
+
+
 def _expert_id(cell: str, path, line: int, seen: dict[int, float]) -> int:
     try:
         expert = int(cell.strip())
     except ValueError:
-        raise SolverInputError(f"{path}:{line}: expert {cell.strip()!r} is not an integer id") from None
+        raise SolverInputError(f"{path}:{line}: expert {_shown(cell.strip())} is not an integer id") from None
     if expert < 0 or expert in seen:
         raise SolverInputError(f"{path}:{line}: expert id {expert} is negative or repeated")
     return expert
@@ -65,7 +92,7 @@ def _count(cell: str, path, line: int) -> float:
     try:
         count = float(cell.strip())
     except ValueError:
-        raise SolverInputError(f"{path}:{line}: count {cell.strip()!r} is not a number") from None
+        raise SolverInputError(f"{path}:{line}: count {_shown(cell.strip())} is not a number") from None
     if not math.isfinite(count) or count < 0:
-        raise SolverInputError(f"{path}:{line}: count {cell.strip()!r} must be a finite number >= 0")
+        raise SolverInputError(f"{path}:{line}: count {_shown(cell.strip())} must be a finite number >= 0")
     return count

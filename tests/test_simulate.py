@@ -196,7 +196,7 @@ def test_a_plan_file_round_trips_through_canonical_json(tmp_path, collocated):
     assert a["requests"] == b["requests"] and a["attainment"] == pytest.approx(b["attainment"], abs=0.02)
 
 
-@pytest.mark.parametrize("text,match", [(None, "not found"), ("{nope", "not JSON"), ('{"a": 1}', "no 'plans'")])
+@pytest.mark.parametrize("text,match", [(None, "not found"), ("{nope", "malformed JSON"), ('{"a": 1}', "no 'plans'")])
 def test_an_unreadable_plan_file_is_bad_input(tmp_path, text, match):
     path = tmp_path / "plan.json"
     if text is not None:
@@ -253,7 +253,7 @@ def test_a_trace_without_a_class_column_uses_the_first_class(tmp_path, collocate
     ("arrival_s,isl\n0,128\n", "line 1: header lacks column 'osl'"),
     ("arrival_s,isl,osl,priority\n0,128,16,1\n", "line 1: unknown column 'priority'"),
     ("arrival_s,isl,osl\n", "no requests"),
-    ("", "no requests"),
+    ("", "file is empty"),
 ])
 def test_bad_trace_rows_are_bad_input_naming_the_line(tmp_path, text, where):
     path = tmp_path / "bad.csv"
