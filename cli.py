@@ -539,8 +539,8 @@ def experts(model: str = typer.Argument(..., help="A MoE model: bundled name or 
             seed: int = typer.Option(0, "--seed"),
             time_limit: float = typer.Option(5.0, "--time-limit", min=0.1, max=3600.0,
                                              help="CP-SAT deterministic time (about s on one idle core; the same "
-                                             "placement on every machine). The wall clock stops it only at 20x, "
-                                             "and the output then says so."),
+                                             "placement on every machine). The wall clock stops it only at 20x "
+                                             "(at least 60 s), and the output then says so."),
             fmt: Fmt = typer.Option(Fmt.table, "--format")):
     """Place one layer's experts on EP ranks (CP-SAT) and compare with round-robin."""
     from planner.errors import PlannerInputError

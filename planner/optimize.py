@@ -346,9 +346,9 @@ def optimize(req: Request, progress=None) -> Result:
     eps = {p.ep for g in gpus for p in parallel_configs(req.model, g.scaleup_domain_gpus, req.max_gpus_per_instance)}
     placements = expert_placements(req.model, eps, req.expert_loads)
     if any(p.safety_stop for p in placements.values()):
-        from solvers.experts import WALL_FACTOR
+        from solvers.experts import safety_stop_s
 
-        notes.append(SAFETY_NOTE.format(f"{PLACEMENT_DETERMINISTIC_S * WALL_FACTOR:g} s per expert placement"))
+        notes.append(SAFETY_NOTE.format(f"{safety_stop_s(PLACEMENT_DETERMINISTIC_S):g} s per expert placement"))
     space = SearchSpace(req.model, engine, req.dtype, req.kv_dtype, req.mode, req.max_gpus_per_instance,
                         link_gbps=req.link_gbps,
                         expert_skew={ep: round(p.imbalance, 3) for ep, p in placements.items()},
