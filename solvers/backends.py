@@ -138,9 +138,9 @@ def solve_milp(
     ``start`` is a feasible point handed to the solver as its first incumbent; with one, HiGHS skips its
     primal heuristics (they mostly rediscover the start; the search then only has to prove or improve
     it, which is markedly faster on the tie-break stages of a lexicographic solve). A returned vector that
-    fails ``check_solution`` is solved again without the start (see the module docstring). The models built
-    by ``solvers`` are bounded by construction, so an "unbounded or infeasible" answer is reported as
-    "infeasible".
+    fails ``check_solution``, or "infeasible" despite the start, is solved again without the start and
+    without presolve (see the module docstring). The models built by ``solvers`` are bounded by
+    construction, so an "unbounded or infeasible" answer is reported as "infeasible".
     """
     check_backend(backend)
     cost = [0.0] * model.num_cols
@@ -151,7 +151,7 @@ def solve_milp(
     with quiet_stdout():
         result = solve(model, cost, time_limit_s, max_nodes, threads, start, plain=False)
     problem = check_solution(model, cost, result)
-    if problem:
+    if problem or (start is not None and result.status == "infeasible"):
         left = time_limit_s - (time.perf_counter() - began)
         with quiet_stdout():
             result = solve(model, cost, max(left, 1e-3), max_nodes, threads, None, plain=True)
