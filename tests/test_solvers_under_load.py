@@ -63,7 +63,7 @@ def test_placement_and_fleet_mix_are_the_same_next_to_cpu_burners():
     assert all(p.status == "optimal" and not p.safety_stop for p in idle_plans)
     context = multiprocessing.get_context("spawn")
     burners = [context.Process(target=burn, args=(time.time() + BURN_S,), daemon=True)
-               for _ in range(max(3, 2 * (os.cpu_count() or 1)))]
+               for _ in range(min(8, (os.cpu_count() or 1) + 2))]
     try:
         for p in burners:
             p.start()
