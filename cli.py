@@ -308,7 +308,10 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
                                                             "compression ratio R (ships bytes/R)."),
              link: Optional[str] = typer.Option(None, "--link", help="prefill-decode=100Gbps: P and D pools apart, "
                                                 "joined by one link of that bandwidth (Gbps bits, GBps bytes)."),
-             time_limit: float = typer.Option(10.0, "--time-limit", min=0.1, help="Solver time limit, s."),
+             time_limit: float = typer.Option(300.0, "--time-limit", min=0.1, max=86400.0,
+                                              help="Wall-clock safety stop for the solvers, s. Plans do not "
+                                              "depend on it (the solvers stop at deterministic node limits); "
+                                              "if it fires, the output says so."),
              report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report."),
              sweep: Optional[str] = typer.Option(None, "--sweep", help="rate=LOW..HIGH[:POINTS]: curves as CSV."),
              quiet: bool = typer.Option(False, "--quiet", help="No progress display on stderr.")):
@@ -551,7 +554,10 @@ def experts(model: str = typer.Argument(..., help="A MoE model: bundled name or 
             zipf: float = typer.Option(0.5, "--zipf", min=0.0, help="Zipf exponent of the default loads."),
             replicate: int = typer.Option(0, "--replicate", min=0, help="Spare slots per rank for hot copies."),
             seed: int = typer.Option(0, "--seed"),
-            time_limit: float = typer.Option(5.0, "--time-limit", min=0.1),
+            time_limit: float = typer.Option(5.0, "--time-limit", min=0.1, max=3600.0,
+                                             help="CP-SAT deterministic time (about s on one idle core; the same "
+                                             "placement on every machine). The wall clock stops it only at 20x "
+                                             "(at least 60 s), and the output then says so."),
             fmt: Fmt = typer.Option(Fmt.table, "--format")):
     """Place one layer's experts on EP ranks (CP-SAT) and compare with round-robin."""
     from planner.errors import PlannerInputError
@@ -571,7 +577,8 @@ def experts(model: str = typer.Argument(..., help="A MoE model: bundled name or 
     res = place_experts(prob, time_limit_s=time_limit, seed=seed)
     data = {"model": m.name, "ep": ep, "experts": m.num_experts, "imbalance": res.imbalance,
             "round_robin_imbalance": res.round_robin_imbalance, "status": res.status, "gap": res.gap,
-            "time_s": res.time_s, "rank_loads": list(res.rank_loads), "placement": [list(r) for r in res.placement]}
+            "time_s": res.time_s, "safety_stop": res.safety_stop, "rank_loads": list(res.rank_loads),
+            "placement": [list(r) for r in res.placement]}
     if fmt == Fmt.json:
         _emit(canonical_json(data))
         return

@@ -6,6 +6,7 @@ latencies each instance shows at the load routed to it.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -38,7 +39,7 @@ class Request:
     kv_dtype: str = "bf16"
     top_k: int = 5
     backend: str = "highs"
-    time_limit_s: float = 10.0
+    time_limit_s: float = 300.0  # --time-limit: the solvers' wall-clock safety stop (see SAFETY_NOTE)
     max_gpus_per_instance: int = 64
     link_gbps: float | None = None  # --link prefill-decode=…: one P <-> D link of this many GB/s (pools apart)
     expert_loads: tuple[float, ...] | None = None  # measured per-expert counts; None -> Zipf default
@@ -90,22 +91,28 @@ def _fleet(req: Request) -> tuple[list, dict | None, list[str]]:
 # not a measurement: trained routers with load-balancing losses are far flatter than s = 1).
 ZIPF_S = 0.5
 PLACEMENT_DETERMINISTIC_S = 0.5  # CP-SAT deterministic time per EP width (same result on every machine)
+# The solvers stop at deterministic limits (MILP nodes, CP-SAT deterministic time), so the same input gives
+# the same plan on any machine; the wall clock only stops them as a safety stop, and then the output says so.
+SAFETY_NOTE = ("the solver's wall-clock safety stop ({}) cut a solve short, so this plan may differ from run to "
+               "run; raise --time-limit or use a less loaded machine")
 
 
-def expert_skew(model: ModelSpec, eps: set[int], loads: tuple[float, ...] | None) -> dict[int, float]:
-    """Imbalance of the busiest EP rank after placing the expert loads with solvers.experts (≥ 1), per EP
-    width; rounded to 3 decimals so plans do not depend on the last bits of the placement."""
+def expert_placements(model: ModelSpec, eps: set[int], loads: tuple[float, ...] | None) -> dict:
+    """EP width -> the placement of the expert loads on that many ranks (solvers.experts); {} for dense."""
     if not model.is_moe:
         return {}
     from solvers import ExpertProblem, place_experts, zipf_loads
 
     loads = loads or zipf_loads(model.num_experts, s=ZIPF_S, seed=0)
-    out = {}
-    for ep in sorted(e for e in eps if e > 1):
-        placement = place_experts(ExpertProblem(tuple(loads), ep, model.num_experts // ep),
-                                  time_limit_s=PLACEMENT_DETERMINISTIC_S, seed=0)
-        out[ep] = round(placement.imbalance, 3)
-    return out
+    return {ep: place_experts(ExpertProblem(tuple(loads), ep, model.num_experts // ep),
+                              time_limit_s=PLACEMENT_DETERMINISTIC_S, seed=0)
+            for ep in sorted(e for e in eps if e > 1)}
+
+
+def expert_skew(model: ModelSpec, eps: set[int], loads: tuple[float, ...] | None) -> dict[int, float]:
+    """Imbalance of the busiest EP rank after placing the expert loads with solvers.experts (≥ 1), per EP
+    width; rounded to 3 decimals so plans do not depend on the last bits of the placement."""
+    return {ep: round(p.imbalance, 3) for ep, p in expert_placements(model, eps, loads).items()}
 
 
 def instance_setup(req: Request, gpu, par, chunk_tokens: int, skew: float, spec_k: int | None) -> Setup:
@@ -331,13 +338,21 @@ def optimize(req: Request, progress=None) -> Result:
         check_config(req.spec, req.model)
     if req.kv_compression < 1:
         raise PlannerInputError(f"--kv-compression: expected a ratio ≥ 1, got {req.kv_compression:g}")
+    if not (isinstance(req.time_limit_s, (int, float)) and math.isfinite(req.time_limit_s) and req.time_limit_s > 0):
+        raise PlannerInputError(f"--time-limit: expected a finite number of seconds > 0, got {req.time_limit_s}")
     gpus, inventory, notes = _fleet(req)
     req = replace(req, inventory=inventory)  # canonical GPU names, default fleet resolved
     engine = _engine(req)
     eps = {p.ep for g in gpus for p in parallel_configs(req.model, g.scaleup_domain_gpus,
                                                               req.max_gpus_per_instance, dtype=req.dtype)}
+    placements = expert_placements(req.model, eps, req.expert_loads)
+    if any(p.safety_stop for p in placements.values()):
+        from solvers.experts import safety_stop_s
+
+        notes.append(SAFETY_NOTE.format(f"{safety_stop_s(PLACEMENT_DETERMINISTIC_S):g} s per expert placement"))
     space = SearchSpace(req.model, engine, req.dtype, req.kv_dtype, req.mode, req.max_gpus_per_instance,
-                        link_gbps=req.link_gbps, expert_skew=expert_skew(req.model, eps, req.expert_loads),
+                        link_gbps=req.link_gbps,
+                        expert_skew={ep: round(p.imbalance, 3) for ep, p in placements.items()},
                         spec=req.spec, kv_compression=req.kv_compression)
     evaluated, cands = enumerate_candidates(
         space, gpus, list(req.classes), inventory,
@@ -375,18 +390,26 @@ def optimize(req: Request, progress=None) -> Result:
     sols = solve_mix(problem, backend=req.backend, time_limit_s=req.time_limit_s, threads=1, top_k=req.top_k,
                      families=families)
     main = [s for s in sols if not s.family]
-    if not main or main[0].status == "infeasible":
+    if main and main[0].status == "time_limit" and main[0].safety_stop:
+        raise PlannerInputError(f"--time-limit: no fleet plan found within {req.time_limit_s:g} s (the solver's "
+                                f"wall-clock safety stop); raise it")
+    if not main or main[0].status in ("infeasible", "time_limit"):
         first = main[0] if main else sols[0]
         raise InfeasibleError(f"no fleet plan serves the demand: {first.hint or 'infeasible'}",
-                              binding=first.binding or "capacity", hint=first.hint or "")
-    plans = [_plan(s, i + 1, by_name, req, gpu_by_name) for i, s in enumerate(main) if s.status != "infeasible"]
-    bests = [_plan(s, 0, by_name, req, gpu_by_name) for s in sols if s.family and s.status != "infeasible"]
+                              binding=first.binding or ("solver_limit" if first.status == "time_limit" else "capacity"),
+                              hint=first.hint or "")
+    solved = ("optimal", "feasible")
+    plans = [_plan(s, i + 1, by_name, req, gpu_by_name) for i, s in enumerate(main) if s.status in solved]
+    bests = [_plan(s, 0, by_name, req, gpu_by_name) for s in sols if s.family and s.status in solved]
     if demand_given and req.objective == "goodput" and plans and plans[0].goodput_rps < 0.999 * sum(
             c.rate_rps for c in req.classes):
         notes.append(f"the fleet serves only {plans[0].goodput_rps:.3g} of the {sum(c.rate_rps for c in req.classes):g}"
                      f" req/s asked for within the SLOs")
     head = main[0]
-    solver = {"backend": head.backend, "status": head.status, "gap": head.gap,
+    safety_stop = any(s.safety_stop for s in sols)
+    if safety_stop:
+        notes.append(SAFETY_NOTE.format(f"--time-limit {req.time_limit_s:g} s"))
+    solver = {"backend": head.backend, "status": head.status, "gap": head.gap, "safety_stop": safety_stop,
               "time_s": sum(s.time_s for s in sols), "candidates": len(cands), "evaluated": len(evaluated)}
     return Result(plans, bests, solver, evaluated, notes, time.perf_counter() - t0)
 

@@ -5,6 +5,18 @@
   the default) or to CBC (the binary bundled with ``pulp`` 3.3.x, ``PULP_CBC_CMD``), chosen by name.
 - ``solve_cp_sat`` runs an OR-Tools CP-SAT model with the settings that keep it deterministic.
 
+Limits: every MILP solve stops at ``max_nodes`` branch-and-bound nodes (HiGHS ``mip_max_nodes``, CBC
+``maxNodes``), a limit that gives the same answer on every machine, and at ``time_limit_s`` of wall time, a
+safety stop only: a result it cut short says so (``MilpResult.safety_stop``) because it may differ from run
+to run. CP-SAT likewise stops at a deterministic time, with a wall-clock safety stop far beyond it.
+
+Every answer is checked (``check_solution``): the vector must satisfy the model's bounds, integrality and
+rows and reproduce the objective value the solver reported, each within ``CHECK_TOL`` relative. HiGHS 1.16
+with presolve can report the optimum of a solve given a start yet hand back the start vector, and CBC
+2.10.3's integer preprocessing now and then returns a vector that breaks an equality row; a vector that
+fails the check is solved again without the start and without presolve (``plain``), and one that fails
+again raises RuntimeError.
+
 Every solve minimises, runs single-threaded unless told otherwise, and never writes to stdout: HiGHS prints
 its banner on the C-level file descriptor 1 when a ``Highs`` object is built, which
 ``contextlib.redirect_stdout`` cannot catch, so all solver calls run inside ``quiet_stdout()``, which points
@@ -18,9 +30,10 @@ import contextlib
 import math
 import os
 import sys
+import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .errors import SolverInputError
 
@@ -30,6 +43,12 @@ BACKENDS = ("highs", "cbc")
 # solvers must prove optimality to zero relative gap (1e-9 absolute), not to their defaults (HiGHS: 1e-4).
 MIP_REL_GAP = 0.0
 MIP_ABS_GAP = 1e-9
+
+# The check of a returned vector, relative to 1 + |value| (1 + Σ|a_k·x_k| for a row): above both backends'
+# output precision (pulp reads CBC's solution file, printed with 8 significant digits: relative error ≤ 5e-8
+# per value) and their feasibility tolerances (1e-6 absolute on integrality and rows, HiGHS and CBC
+# defaults), far below any difference between two plans (prices and capacities are given to a few digits).
+CHECK_TOL = 1e-6
 
 # HiGHS keeps one process-wide thread pool, sized by the first run; a run asking for another thread count
 # must reset it first (otherwise it fails with status "Not Set").
@@ -71,14 +90,16 @@ class MilpModel:
 
 @dataclass(frozen=True)
 class MilpResult:
-    """Outcome of one solve. ``status``: "optimal", "feasible" (stopped at the time limit with a solution;
-    ``gap`` is the relative gap to the best bound, ``inf`` where the backend does not report one),
-    "infeasible", or "time_limit" (stopped without a solution). ``values`` is None without a solution."""
+    """Outcome of one solve. ``status``: "optimal", "feasible" (stopped at the node limit or the safety stop
+    with a solution; ``gap`` is the relative gap to the best bound, ``inf`` where the backend does not report
+    one), "infeasible", or "time_limit" (stopped by a limit without a solution). ``values`` is None without a
+    solution. ``safety_stop``: the wall-clock limit ended the solve, so another run may answer differently."""
 
     status: str
     values: tuple[float, ...] | None
     objective: float
     gap: float
+    safety_stop: bool = False
 
 
 @contextlib.contextmanager
@@ -107,30 +128,65 @@ def solve_milp(
     *,
     backend: str = "highs",
     time_limit_s: float = 10.0,
+    max_nodes: int,
     threads: int = 1,
     start: Sequence[float] | None = None,
 ) -> MilpResult:
-    """Minimise ``Σ objective[j]·x[j]`` over ``model``.
+    """Minimise ``Σ objective[j]·x[j]`` over ``model`` within ``max_nodes`` branch-and-bound nodes and the
+    wall-clock safety stop ``time_limit_s``.
 
     ``start`` is a feasible point handed to the solver as its first incumbent; with one, HiGHS skips its
     primal heuristics (they mostly rediscover the start; the search then only has to prove or improve
-    it, which is markedly faster on the tie-break stages of a lexicographic solve). The models built by
-    ``solvers`` are bounded by construction, so an "unbounded or infeasible" answer is reported as
-    "infeasible".
+    it, which is markedly faster on the tie-break stages of a lexicographic solve). A returned vector that
+    fails ``check_solution``, or "infeasible" despite the start, is solved again without the start and
+    without presolve (see the module docstring). The models built by ``solvers`` are bounded by
+    construction, so an "unbounded or infeasible" answer is reported as "infeasible".
     """
     check_backend(backend)
     cost = [0.0] * model.num_cols
     for j, v in objective.items():
         cost[j] = float(v)
     solve = _solve_highs if backend == "highs" else _solve_cbc
+    began = time.perf_counter()
     with quiet_stdout():
-        status, values, value, gap = solve(model, cost, time_limit_s, threads, start)
-    if values is not None:
-        values = tuple(v + 0.0 for v in values)  # turns -0.0 into 0.0
-    return MilpResult(status, values, value, gap)
+        result = solve(model, cost, time_limit_s, max_nodes, threads, start, plain=False)
+    problem = check_solution(model, cost, result)
+    if problem or (start is not None and result.status == "infeasible"):
+        left = time_limit_s - (time.perf_counter() - began)
+        with quiet_stdout():
+            result = solve(model, cost, max(left, 1e-3), max_nodes, threads, None, plain=True)
+        problem = check_solution(model, cost, result)
+    if problem:
+        raise RuntimeError(f"{backend} returned a solution that {problem}")
+    if result.values is None:
+        return result
+    return replace(result, values=tuple(v + 0.0 for v in result.values))  # turns -0.0 into 0.0
 
 
-def _solve_highs(model: MilpModel, cost: list[float], time_limit_s: float, threads: int, start):
+def check_solution(model: MilpModel, cost: list[float], result: MilpResult) -> str | None:
+    """What is wrong with ``result``'s vector (None if nothing): bounds, integrality, rows and the reported
+    objective, each within CHECK_TOL relative (see above)."""
+    x = result.values
+    if x is None:
+        return None
+    for j, v in enumerate(x):
+        if not (model.col_lower[j] - CHECK_TOL * (1 + abs(v)) <= v <= model.col_upper[j] + CHECK_TOL * (1 + abs(v))):
+            return f"puts column {j} at {v!r}, outside [{model.col_lower[j]!r}, {model.col_upper[j]!r}]"
+        if model.integer[j] and abs(v - round(v)) > CHECK_TOL * (1 + abs(v)):
+            return f"puts integer column {j} at {v!r}"
+    for r, (cols, vals) in enumerate(zip(model.row_cols, model.row_vals)):
+        terms = [a * x[j] for j, a in zip(cols, vals)]
+        activity, slack = sum(terms), CHECK_TOL * (1 + sum(abs(t) for t in terms))
+        if not model.row_lower[r] - slack <= activity <= model.row_upper[r] + slack:
+            return f"puts row {r} at {activity!r}, outside [{model.row_lower[r]!r}, {model.row_upper[r]!r}]"
+    value = sum(c * v for c, v in zip(cost, x))
+    if abs(value - result.objective) > CHECK_TOL * (1 + abs(result.objective)):
+        return f"has objective {value!r}, not the {result.objective!r} reported"
+    return None
+
+
+def _solve_highs(model: MilpModel, cost: list[float], time_limit_s: float, max_nodes: int, threads: int, start,
+                 plain: bool):
     global _highs_pool_threads
     import highspy
     import numpy as np
@@ -144,8 +200,10 @@ def _solve_highs(model: MilpModel, cost: list[float], time_limit_s: float, threa
         ("threads", threads),
         ("random_seed", 0),
         ("time_limit", float(time_limit_s)),
+        ("mip_max_nodes", int(max_nodes)),
         ("mip_rel_gap", MIP_REL_GAP),
         ("mip_abs_gap", MIP_ABS_GAP),
+        ("presolve", "off" if plain else "choose"),
     ):
         h.setOptionValue(option, value)
     lp = highspy.HighsLp()
@@ -183,13 +241,15 @@ def _solve_highs(model: MilpModel, cost: list[float], time_limit_s: float, threa
     has_solution = info.primal_solution_status == highspy.kSolutionStatusFeasible
     values = tuple(h.getSolution().col_value) if has_solution else None
     if status == ms.kOptimal:
-        return "optimal", values, info.objective_function_value, 0.0
+        return MilpResult("optimal", values, info.objective_function_value, 0.0)
     if status in (ms.kInfeasible, ms.kUnboundedOrInfeasible, ms.kUnbounded):
-        return "infeasible", None, math.inf, math.inf
-    if status == ms.kTimeLimit:
+        return MilpResult("infeasible", None, math.inf, math.inf)
+    if status in (ms.kTimeLimit, ms.kSolutionLimit):  # the safety stop; the node limit
+        safety_stop = status == ms.kTimeLimit
         if has_solution:
-            return "feasible", values, info.objective_function_value, _relative_gap(info.mip_gap)
-        return "time_limit", None, math.inf, math.inf
+            gap = _relative_gap(info.mip_gap)
+            return MilpResult("feasible", values, info.objective_function_value, gap, safety_stop)
+        return MilpResult("time_limit", None, math.inf, math.inf, safety_stop)
     raise RuntimeError(f"HiGHS stopped with unexpected status {h.modelStatusToString(status)}")
 
 
@@ -197,7 +257,8 @@ def _relative_gap(gap: float) -> float:
     return gap if math.isfinite(gap) and gap >= 0 else math.inf
 
 
-def _solve_cbc(model: MilpModel, cost: list[float], time_limit_s: float, threads: int, start):
+def _solve_cbc(model: MilpModel, cost: list[float], time_limit_s: float, max_nodes: int, threads: int, start,
+               plain: bool):
     import pulp
 
     problem = pulp.LpProblem("servplan", pulp.LpMinimize)
@@ -216,7 +277,7 @@ def _solve_cbc(model: MilpModel, cost: list[float], time_limit_s: float, threads
         if not cols:  # pulp cannot state a row without variables: it is the constant test lo <= 0 <= up
             if lo <= 0.0 <= up:
                 continue
-            return "infeasible", None, math.inf, math.inf
+            return MilpResult("infeasible", None, math.inf, math.inf)
         expr = pulp.LpAffineExpression([(columns[j], v) for j, v in zip(cols, vals)])
         if lo == up:
             problem += expr == lo, f"r{r}"
@@ -234,31 +295,40 @@ def _solve_cbc(model: MilpModel, cost: list[float], time_limit_s: float, threads
         solver = pulp.PULP_CBC_CMD(
             msg=False,
             timeLimit=time_limit_s,
+            maxNodes=int(max_nodes),
             gapRel=MIP_REL_GAP,
             gapAbs=MIP_ABS_GAP,
-            threads=threads,
+            # "-threads 1" switches CBC 2.10.3 into its threaded code, which stalls now and then (coin-or/Cbc#640);
+            # without the option CBC runs on one thread
+            threads=threads if threads > 1 else None,
             warmStart=start is not None,
+            presolve=False if plain else None,
+            options=["preprocess off"] if plain else [],
         )
+        began = time.perf_counter()
         problem.solve(solver)
+        # pulp does not say which limit stopped CBC: only the wall clock can have stopped it this late
+        safety_stop = time.perf_counter() - began >= time_limit_s
     proven_empty = (pulp.LpStatusInfeasible, pulp.LpStatusUnbounded)
     if problem.status in proven_empty or problem.sol_status in (pulp.LpSolutionInfeasible, pulp.LpSolutionUnbounded):
-        return "infeasible", None, math.inf, math.inf
+        return MilpResult("infeasible", None, math.inf, math.inf)
     if problem.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
-        return "time_limit", None, math.inf, math.inf
+        return MilpResult("time_limit", None, math.inf, math.inf, safety_stop)
     values = tuple(float(c.varValue or 0.0) for c in columns)
     value = sum(c * v for c, v in zip(cost, values))
     if problem.sol_status == pulp.LpSolutionOptimal:
-        return "optimal", values, value, 0.0
-    return "feasible", values, value, math.inf  # pulp does not report CBC's best bound
+        return MilpResult("optimal", values, value, 0.0)
+    return MilpResult("feasible", values, value, math.inf, safety_stop)  # pulp does not report CBC's bound
 
 
 def solve_cp_sat(model, *, deterministic_time_s: float, seed: int, hard_time_limit_s: float):
-    """Solve an OR-Tools CP-SAT ``model`` deterministically; return ``(solver, status_name)``.
+    """Solve an OR-Tools CP-SAT ``model`` deterministically; return ``(solver, status_name, safety_stop)``.
 
     One worker and a fixed ``random_seed`` make CP-SAT deterministic; the search stops after
     ``deterministic_time_s`` units of CP-SAT's deterministic clock (roughly seconds, but reproducible),
-    with ``hard_time_limit_s`` of wall time only as a safety net against slow machines. ``status_name`` is
-    CP-SAT's: OPTIMAL, FEASIBLE, INFEASIBLE, MODEL_INVALID or UNKNOWN.
+    with ``hard_time_limit_s`` of wall time only as a safety stop against overloaded machines:
+    ``safety_stop`` is True when it ended the search (the answer may then differ from run to run).
+    ``status_name`` is CP-SAT's: OPTIMAL, FEASIBLE, INFEASIBLE, MODEL_INVALID or UNKNOWN.
     """
     from ortools.sat.python import cp_model
 
@@ -270,4 +340,8 @@ def solve_cp_sat(model, *, deterministic_time_s: float, seed: int, hard_time_lim
     solver.parameters.log_search_progress = False
     with quiet_stdout():
         status = solver.solve(model)
-    return solver, solver.status_name(status)
+    name = solver.status_name(status)
+    stopped = name in ("FEASIBLE", "UNKNOWN")  # a limit ended the search
+    # stopped short of the deterministic limit: the wall clock did it (CP-SAT stops a little before the wall
+    # limit, so wall_time is no test; the deterministic time just passes its limit when that one stops it)
+    return solver, name, stopped and solver.deterministic_time < deterministic_time_s

@@ -43,8 +43,11 @@ def solve_mix(
       plans 1..k; the list is shorter when no such plan exists.
     - ``families``: for each label, the best plan using only the types whose ``family`` is that label;
       the label "single_gpu_type" means the best plan that runs on one GPU type.
-    - ``time_limit_s`` bounds the whole call; ``threads`` = 1 keeps the backend deterministic, so identical
-      inputs give identical plans (all fields but ``time_s``).
+    - Each solve stops at ``mix_solve.MAX_NODES`` branch-and-bound nodes, a deterministic limit (status
+      "feasible" with a gap when it stops a stage); ``time_limit_s`` of wall time for the whole call is only
+      a safety stop, and a result it cut short has ``safety_stop`` True. ``threads`` = 1 keeps the backend
+      deterministic, so identical inputs give identical plans (all fields but ``time_s``) unless the safety
+      stop fires.
     - A plan with no solution carries status "infeasible" (or "time_limit") with ``binding`` and ``hint``
       saying what limit to lift; a solved plan's ``binding`` names the limit that holds it back.
 
@@ -107,18 +110,21 @@ class _Solver:
             binding, hint = explain_optimum(self.problem, spec, plan)
             return self._from_plan(plan, binding, hint, family, time.perf_counter() - began)
         if plan.status == "time_limit":
-            hint = f"no plan found within the {self.limit_s:g} s time limit"
-            return self.empty(family, None, hint, "time_limit", time.perf_counter() - began)
+            limit = f"the {self.limit_s:g} s time limit (safety stop)" if plan.safety_stop else "the node limit"
+            hint = f"no plan found within {limit}"
+            return self.empty(family, None, hint, "time_limit", time.perf_counter() - began, plan.safety_stop)
         binding, hint = explain_infeasible(self.problem, spec, self.primary)
         return self.empty(family, binding, hint, "infeasible", time.perf_counter() - began)
 
     def empty(
-        self, family: str, binding: str | None, hint: str, status: str = "infeasible", time_s: float = 0.0
+        self, family: str, binding: str | None, hint: str, status: str = "infeasible", time_s: float = 0.0,
+        safety_stop: bool = False,
     ) -> MixSolution:
         """A MixSolution without a plan."""
         objective = 0.0 if self.problem.objective == "goodput" else math.inf
         return MixSolution(
-            status, objective, 0.0, 0.0, {}, {}, {}, math.inf, time_s, self.backend, binding, hint, family
+            status, objective, 0.0, 0.0, {}, {}, {}, math.inf, time_s, self.backend, binding, hint, family,
+            safety_stop,
         )
 
     def _from_plan(self, plan: Plan, binding, hint, family: str, time_s: float) -> MixSolution:
@@ -131,7 +137,7 @@ class _Solver:
         objective = plan.alpha if self.problem.objective == "goodput" else cost
         return MixSolution(
             plan.status, objective, plan.alpha, cost, dict(sorted(gpus.items())), plan.counts, plan.routing,
-            plan.gap, time_s, self.backend, binding, hint, family,
+            plan.gap, time_s, self.backend, binding, hint, family, plan.safety_stop,
         )
 
 

@@ -73,6 +73,7 @@ class MixModel:
     x: dict[str, int]  # type name -> column of x_i
     y: dict[tuple[str, str], int]  # (type name, class name) -> column of y[i,s]
     alpha: int  # column of α
+    rates: dict[str, float]  # class name -> demand r_s (classes with r_s > 0)
     objectives: dict[str, dict[int, float]]  # objective name -> {column: coefficient}, all minimised
 
 
@@ -164,7 +165,7 @@ def build(problem: MixProblem, spec: ModelSpec) -> MixModel:
     }
     for g in gpu_types:
         objectives[f"gpus:{g}"] = {x[t.name]: float(t.gpus[g]) for t in types if g in t.gpus}
-    return MixModel(milp, x, y, alpha, objectives)
+    return MixModel(milp, x, y, alpha, {c.name: c.rate_rps for c in classes}, objectives)
 
 
 def _spec_types(problem: MixProblem, spec: ModelSpec) -> list[InstanceType]:

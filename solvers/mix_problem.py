@@ -65,9 +65,9 @@ class MixProblem:
 
 @dataclass(frozen=True)
 class MixSolution:
-    """One plan. ``time_s`` is the only field that differs between identical runs."""
+    """One plan. ``time_s`` is the only field that differs between identical runs, unless ``safety_stop``."""
 
-    status: str  # "optimal" | "feasible" | "infeasible" | "time_limit"
+    status: str  # "optimal" | "feasible" (a limit stopped a stage) | "infeasible" | "time_limit" (no plan)
     objective: float  # α for goodput, $/h for cost
     alpha: float
     cost_usd_per_h: float
@@ -80,6 +80,7 @@ class MixSolution:
     binding: str | None  # constraint family that makes it infeasible / limits the optimum
     hint: str | None  # what would make it feasible / what limits it, in words
     family: str = ""  # which family this solution is the best of ("" for the main top-k list)
+    safety_stop: bool = False  # the wall-clock safety stop (time_limit_s) cut a solve short: may vary by run
 
 
 def validate(problem: MixProblem) -> None:

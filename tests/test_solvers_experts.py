@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import random
 
 import pytest
@@ -179,3 +180,20 @@ def test_counts_csv_errors_name_the_line(tmp_path, text, message):
 def test_missing_counts_file_is_an_input_error(tmp_path):
     with pytest.raises(SolverInputError, match="cannot read expert counts"):
         load_expert_counts_csv(tmp_path / "absent.csv")
+
+
+def test_the_wall_clock_safety_stop_is_flagged(monkeypatch):
+    import solvers.experts as experts
+
+    problem = ExpertProblem(zipf_loads(64, 1.0, seed=0), 8, 9, replicate=True)
+    assert not place_experts(problem, time_limit_s=0.2).safety_stop  # the deterministic limit stops it
+    monkeypatch.setattr(experts, "SAFETY_FLOOR_S", 0.0)
+    monkeypatch.setattr(experts, "WALL_FACTOR", 1e-3)
+    stopped = place_experts(problem, time_limit_s=0.2)
+    assert stopped.safety_stop and stopped.status in ("feasible", "time_limit")
+
+
+def test_a_time_limit_that_is_not_finite_is_rejected():
+    for bad in (math.inf, math.nan):
+        with pytest.raises(SolverInputError, match="time_limit_s"):
+            place_experts(ExpertProblem((1.0, 2.0), 2, 1), time_limit_s=bad)
