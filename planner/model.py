@@ -59,6 +59,7 @@ class ModelSpec:
     kv_lora_rank: int = 0
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
+    mtp_layers: int = 0  # multi-token-prediction heads (HF num_nextn_predict_layers; DeepSeek-V3: 1)
     # sliding-window attention layers (gpt-oss alternates sliding / full)
     sliding_window: int = 0
     num_sliding_layers: int = 0
@@ -277,7 +278,7 @@ def model_from_hf_config(cfg: dict, origin: str, name: str = "") -> ModelSpec:
         tied_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         max_context=cfg.get("max_position_embeddings", 131072),
         attention_bias=bool(cfg.get("attention_bias", arch.startswith("Qwen2"))),
-        qk_norm=arch.startswith("Qwen3"), source=origin,
+        qk_norm=arch.startswith("Qwen3"), source=origin, mtp_layers=cfg.get("num_nextn_predict_layers") or 0,
     )
     if kind == "qwen_moe":
         sparse_step = cfg.get("decoder_sparse_step", 1)

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from planner.bounds import MAX_ARRIVAL_CV, MAX_DURATION_S, MAX_RATE_RPS, MAX_TOKENS, bounded
 from planner.errors import PlannerInputError
 
 
@@ -118,7 +119,8 @@ def parse_arrival(value, field: str) -> Arrival | None:
         return None
     m = re.fullmatch(r"gamma\(\s*(?:cv\s*=\s*)?([^)\s]+)\s*\)", low)
     if m:
-        cv = _number(m.group(1), f"{field}.arrival: gamma cv")
+        cv = bounded(_number(m.group(1), f"{field}.arrival: gamma cv"), f"{field}.arrival: gamma cv", 0,
+                     MAX_ARRIVAL_CV)
         return None if cv == 1 else Arrival("gamma", cv)
     m = re.fullmatch(r"trace\((.+)\)", text)
     if m or low.endswith(".csv"):
@@ -132,17 +134,19 @@ _UNITS_S = {"ms": 1e-3, "s": 1.0, "us": 1e-6, "m": 60.0, "min": 60.0}
 
 
 def parse_duration_ms(text, field: str) -> float:
-    """'2s', '50ms', '1.5' (seconds) -> milliseconds."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value, unit = float(text), "s"
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-z]*)\s*", str(text))
-        if not m or m.group(2) not in ("", *_UNITS_S):
-            raise PlannerInputError(f"{field}: expected a duration like 2s or 50ms, got '{text}'")
-        value, unit = float(m.group(1)), m.group(2) or "s"
+    """'2s', '50ms' -> milliseconds. A bare number is refused: is `ttft=2` 2 s or 2 ms?"""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-z]*)\s*", str(text))
+    if isinstance(text, bool) or not m or m.group(2) not in ("", *_UNITS_S):
+        raise PlannerInputError(f"{field}: expected a duration like 2s or 50ms, got '{text}'")
+    if not m.group(2):
+        where, _, key = field.rpartition(".")
+        raise PlannerInputError(f"{where}: {key}={text} needs a unit (ms or s)")
+    value, unit = float(m.group(1)), m.group(2)
     if value <= 0:
         raise PlannerInputError(f"{field}: must be positive, got '{text}'")
-    return value * _UNITS_S[unit] * 1e3
+    ms = value * _UNITS_S[unit] * 1e3
+    bounded(ms, field, 0, MAX_DURATION_S * 1e3, unit=" ms")
+    return ms
 
 
 def parse_kv(text: str, field: str) -> dict[str, str]:
@@ -153,6 +157,8 @@ def parse_kv(text: str, field: str) -> dict[str, str]:
             raise PlannerInputError(f"{field}: expected key=value pairs separated by commas, got '{part}'")
         k, v = part.split("=", 1)
         out[k.strip().lower()] = v.strip()
+    if not out:
+        raise PlannerInputError(f"{field}: empty, expected key=value pairs separated by commas")
     return out
 
 
@@ -161,7 +167,9 @@ def _number(value, field: str, *, integer: bool = False, allow_zero: bool = Fals
         x = float(value)
     except (TypeError, ValueError):
         raise PlannerInputError(f"{field}: expected a number, got '{value}'") from None
-    if x != x or x < 0 or (x == 0 and not allow_zero):
+    if not math.isfinite(x):
+        raise PlannerInputError(f"{field}: must be a finite number, got '{value}'")
+    if x < 0 or (x == 0 and not allow_zero):
         raise PlannerInputError(f"{field}: must be {'non-negative' if allow_zero else 'positive'}, got '{value}'")
     if integer and x != int(x):
         raise PlannerInputError(f"{field}: must be a whole number, got '{value}'")
@@ -196,11 +204,13 @@ def class_from(values: dict, field: str, slo: Slo, name: str = "default") -> Req
             raise PlannerInputError(f"{field}: missing '{k}'")
     cls_slo = slo_from(values["slo"], f"{field}.slo", slo) if isinstance(values.get("slo"), dict) else slo
     arrival = parse_arrival(values["arrival"], field) if "arrival" in values else None
-    rate = _number(values.get("rate", 0), f"{field}.rate", allow_zero=True)
+    rate = bounded(_number(values.get("rate", 0), f"{field}.rate", allow_zero=True), f"{field}.rate", 0,
+                   MAX_RATE_RPS, unit=" req/s")
     if arrival is not None and arrival.kind == "trace" and not rate:
         rate = trace_rate(arrival.times)  # a trace without a rate: its own mean rate is the demand
-    return RequestClass(str(values.get("name", name)), _number(values["isl"], f"{field}.isl", integer=True),
-                        _number(values["osl"], f"{field}.osl", integer=True), rate, cls_slo, arrival)
+    isl, osl = (bounded(_number(values[k], f"{field}.{k}", integer=True), f"{field}.{k}", 1, MAX_TOKENS,
+                        integer=True) for k in ("isl", "osl"))
+    return RequestClass(str(values.get("name", name)), isl, osl, rate, cls_slo, arrival)
 
 
 def parse_workload_flag(text: str, slo: Slo) -> list[RequestClass]:
