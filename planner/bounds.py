@@ -41,14 +41,14 @@ def bounded(value, field: str, lo: float, hi: float, *, lo_open: bool = False, i
     if integer and x != int(x):
         raise PlannerInputError(f"{field}: must be a whole number, got '{value}'")
     if x < lo or (lo_open and x == lo):
-        raise PlannerInputError(f"{field}: must be {'above' if lo_open else 'at least'} {_num(lo)}{unit}, got "
+        raise PlannerInputError(f"{field}: must be {'above' if lo_open else 'at least'} {number_text(lo)}{unit}, got "
                                 f"'{value}'")
     if x > hi:
-        raise PlannerInputError(f"{field}: must be at most {_num(hi)}{unit}, got '{value}'")
-    return int(x) if integer else value
+        raise PlannerInputError(f"{field}: must be at most {number_text(hi)}{unit}, got '{value}'")
+    return int(x) if integer else x
 
 
-def _num(x: float) -> str:
+def number_text(x: float) -> str:
     return f"{x:,.0f}" if x == int(x) else f"{x:g}"
 
 

@@ -40,7 +40,7 @@ def parse_budget(text) -> float:
     m = re.fullmatch(r"\s*\$?([0-9]*\.?[0-9]+)\s*(/h|/hr|/hour)?\s*", str(text))
     if not m or float(m.group(1)) <= 0:
         raise PlannerInputError(f"--budget: expected dollars per hour like 120/h, got '{text}'")
-    return float(bounded(m.group(1), "--budget", 0, MAX_BUDGET_USD_PER_H, unit=" $/h"))
+    return bounded(m.group(1), "--budget", 0, MAX_BUDGET_USD_PER_H, unit=" $/h")
 
 
 def _gpus_from_yaml(data, origin) -> dict[str, int]:
@@ -104,11 +104,15 @@ def build_request(model_arg: str, *, slo: str | None = None, workload: str | Non
                                                                 if "budget_usd_per_h" in scen else None)
     dtypes = {}
     for key, flag_value in (("dtype", dtype), ("kv_dtype", kv_dtype)):
-        value = flag_value or scen.get(key, "bf16")
+        value = flag_value if flag_value is not None else scen.get(key, "bf16")
         if not isinstance(value, str) or value not in DTYPE_BYTES:
-            where = f"--{key.replace('_', '-')}" if flag_value else f"{origin}: field '{key}'"
+            where = f"--{key.replace('_', '-')}" if flag_value is not None else f"{origin}: field '{key}'"
             raise PlannerInputError(f"{where}: unknown dtype '{value}' (choose from {', '.join(DTYPE_BYTES)})")
         dtypes[key] = value
+
+    def pick(flag_value, key, default):  # a flag given, even empty, wins over the scenario
+        return flag_value if flag_value is not None else scen.get(key, default)
+
     return Request(model=model, classes=tuple(classes), inventory=inventory, budget_usd_per_h=budget_v,
-                   objective=objective or scen.get("objective", "goodput"), mode=mode or scen.get("mode", "auto"),
-                   engine=engine or scen.get("engine", "vllm"), top_k=top or scen.get("top", 5), **dtypes, **extra)
+                   objective=pick(objective, "objective", "goodput"), mode=pick(mode, "mode", "auto"),
+                   engine=pick(engine, "engine", "vllm"), top_k=pick(top, "top", 5), **dtypes, **extra)

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from planner.bounds import MAX_ARRIVAL_CV, MAX_DURATION_S, MAX_RATE_RPS, MAX_TOKENS, bounded
+from planner.bounds import MAX_ARRIVAL_CV, MAX_DURATION_S, MAX_RATE_RPS, MAX_TOKENS, number_text
 from planner.errors import PlannerInputError
 
 
@@ -119,8 +119,7 @@ def parse_arrival(value, field: str) -> Arrival | None:
         return None
     m = re.fullmatch(r"gamma\(\s*(?:cv\s*=\s*)?([^)\s]+)\s*\)", low)
     if m:
-        cv = bounded(_number(m.group(1), f"{field}.arrival: gamma cv"), f"{field}.arrival: gamma cv", 0,
-                     MAX_ARRIVAL_CV)
+        cv = _number(m.group(1), f"{field}.arrival: gamma cv", hi=MAX_ARRIVAL_CV)
         return None if cv == 1 else Arrival("gamma", cv)
     m = re.fullmatch(r"trace\((.+)\)", text)
     if m or low.endswith(".csv"):
@@ -145,7 +144,8 @@ def parse_duration_ms(text, field: str) -> float:
     if value <= 0:
         raise PlannerInputError(f"{field}: must be positive, got '{text}'")
     ms = value * _UNITS_S[unit] * 1e3
-    bounded(ms, field, 0, MAX_DURATION_S * 1e3, unit=" ms")
+    if not ms <= MAX_DURATION_S * 1e3:
+        raise PlannerInputError(f"{field}: must be at most one day ({MAX_DURATION_S:,} s), got '{text}'")
     return ms
 
 
@@ -162,7 +162,8 @@ def parse_kv(text: str, field: str) -> dict[str, str]:
     return out
 
 
-def _number(value, field: str, *, integer: bool = False, allow_zero: bool = False) -> float:
+def _number(value, field: str, *, integer: bool = False, allow_zero: bool = False, hi: float = math.inf,
+            unit: str = "") -> float:
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -173,6 +174,8 @@ def _number(value, field: str, *, integer: bool = False, allow_zero: bool = Fals
         raise PlannerInputError(f"{field}: must be {'non-negative' if allow_zero else 'positive'}, got '{value}'")
     if integer and x != int(x):
         raise PlannerInputError(f"{field}: must be a whole number, got '{value}'")
+    if x > hi:
+        raise PlannerInputError(f"{field}: must be at most {number_text(hi)}{unit}, got '{value}'")
     return int(x) if integer else x
 
 
@@ -204,12 +207,10 @@ def class_from(values: dict, field: str, slo: Slo, name: str = "default") -> Req
             raise PlannerInputError(f"{field}: missing '{k}'")
     cls_slo = slo_from(values["slo"], f"{field}.slo", slo) if isinstance(values.get("slo"), dict) else slo
     arrival = parse_arrival(values["arrival"], field) if "arrival" in values else None
-    rate = bounded(_number(values.get("rate", 0), f"{field}.rate", allow_zero=True), f"{field}.rate", 0,
-                   MAX_RATE_RPS, unit=" req/s")
+    rate = _number(values.get("rate", 0), f"{field}.rate", allow_zero=True, hi=MAX_RATE_RPS, unit=" req/s")
     if arrival is not None and arrival.kind == "trace" and not rate:
         rate = trace_rate(arrival.times)  # a trace without a rate: its own mean rate is the demand
-    isl, osl = (bounded(_number(values[k], f"{field}.{k}", integer=True), f"{field}.{k}", 1, MAX_TOKENS,
-                        integer=True) for k in ("isl", "osl"))
+    isl, osl = (_number(values[k], f"{field}.{k}", integer=True, hi=MAX_TOKENS, unit=" tokens") for k in ("isl", "osl"))
     return RequestClass(str(values.get("name", name)), isl, osl, rate, cls_slo, arrival)
 
 

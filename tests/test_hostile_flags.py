@@ -84,6 +84,13 @@ CASES = [
     ("mode-bogus", OPT + ["--mode", "both"], 2, "--mode"),
     ("engine-bogus", OPT + ["--engine", "tgi"], 2, "tgi"),
     ("dtype-bogus", OPT + ["--dtype", "fp7"], 2, "--dtype"),
+    ("dtype-empty", OPT + ["--dtype", ""], 2, "--dtype"),
+    ("kv-dtype-empty", OPT + ["--kv-dtype", ""], 2, "--kv-dtype"),
+    ("objective-empty", OPT + ["--objective", ""], 2, "--objective"),
+    ("mode-empty", OPT + ["--mode", ""], 2, "--mode"),
+    ("engine-empty", OPT + ["--engine", ""], 2, "engine"),
+    ("scenario-beyond-context", ["optimize", "{dir}/scenario.yaml", "--quiet"], 2, "max_position_embeddings"),
+    ("scenario-bare-slo-number", ["optimize", "{dir}/bare-slo.yaml", "--quiet"], 2, "ttft=2 needs a unit"),
     ("top-zero", OPT + ["--top", "0"], 2, "--top"),
     ("hwdb-missing", OPT + ["--hwdb", "{dir}/no-such-folder"], 2, "no-such-folder"),
     ("calibration-missing", OPT + ["--calibration", "{dir}/none.yaml"], 2, "--calibration"),
@@ -107,12 +114,14 @@ CASES = [
     ("estimate-slo-bare", EST + ["--slo", "ttft=2,tpot=50ms"], 2, "needs a unit"),
     ("estimate-gpu-empty", ["estimate", M, "--gpu", "", "--isl", "8", "--osl", "8"], 2, "GPU"),
     ("estimate-engine-bogus", EST + ["--engine", "tgi"], 2, "tgi"),
+    ("estimate-slo-empty", EST + ["--slo", ""], 2, "--slo"),
     ("estimate-batch-and-rate", EST + ["--batch", "4", "--rate", "1"], 2, "--batch"),
     # simulate
     ("simulate-gamma-cv-1e6", SIM + ["--arrival", "gamma(cv=1e6)"], 2, "cv", True),
     ("simulate-gamma-cv-zero", SIM + ["--arrival", "gamma(cv=0)"], 2, "cv"),
     ("simulate-gamma-cv-nan", SIM + ["--arrival", "gamma(cv=nan)"], 2, "cv"),
     ("simulate-arrival-bogus", SIM + ["--arrival", "uniform"], 2, "--arrival"),
+    ("simulate-arrival-empty", SIM + ["--arrival", ""], 2, "--arrival"),
     ("simulate-seed-negative", SIM + ["--seed", "-1"], 2, "--seed"),
     ("simulate-seed-2**64", SIM + ["--seed", str(2 ** 64)], 2, "--seed"),
     ("simulate-rate-nan", SIM + ["--rate", "nan"], 2, "--rate"),
@@ -161,6 +170,8 @@ def hostile_inputs(root: Path) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     repo = Path(__file__).resolve().parent.parent
     (root / "plan.json").write_text((repo / "examples/goldens/llama-3.1-8b-mixed-fleet.json").read_text())
+    (root / "scenario.yaml").write_text("model: llama-3.1-8b\nworkload: {isl: 131000, osl: 1000, rate: 1}\n")
+    (root / "bare-slo.yaml").write_text("model: llama-3.1-8b\nworkload: {isl: 1024, osl: 128}\nslo: {ttft: 2}\n")
     (root / "long.yaml").write_text("workload:\n  classes:\n    - {name: docs, isl: 130000, osl: 2048, rate: 1}\n")
     cols = ["model", "gpu", "engine", "tp", "isl", "osl", "concurrency", "mode", "ttft_ms", "tpot_ms"]
     with open(root / "m.csv", "w", newline="") as f:
