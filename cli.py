@@ -120,8 +120,14 @@ def _writable(path: Optional[Path], flag: str) -> None:
         raise _bad(f"{flag}: '{path}' is a folder; give a file name")
     if not path.parent.is_dir():
         raise _bad(f"{flag}: folder '{path.parent}' does not exist")
-    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise _bad(f"{flag}: '{path}' is not writable")
+    existed = path.exists()
+    try:  # opening for append is the only check that also holds for root, read-only mounts and /proc
+        with path.open("a"):
+            pass
+    except OSError as e:
+        raise _bad(f"{flag}: '{path}' is not writable ({e.strerror})") from None
+    if not existed:
+        path.unlink()
 
 
 def _bounded(flag: str, value, lo: float, hi: float, **kw) -> None:

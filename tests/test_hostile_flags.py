@@ -97,6 +97,7 @@ CASES = [
     ("out-missing-folder", OPT + ["--out", "{dir}/missing/plan.txt"], 2, "--out"),
     ("out-is-a-directory", OPT + ["--out", "{dir}"], 2, "--out"),
     ("out-under-a-file", OPT + ["--out", "{dir}/m.csv/plan.txt"], 2, "--out"),
+    ("out-not-writable", OPT + ["--out", "/proc/plan.txt"], 2, "--out: '/proc/plan.txt' is not writable"),
     ("report-missing-folder", OPT + ["--report", "{dir}/missing/r.html"], 2, "--report"),
     ("report-is-a-directory", OPT + ["--report", "{dir}"], 2, "--report"),
     # estimate
