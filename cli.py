@@ -305,7 +305,8 @@ def estimate(model: str = typer.Argument(..., help="Bundled name, HF id, our YAM
              dtype: str = typer.Option("bf16", "--dtype", help="Weight dtype: bf16, fp8, fp4, int4."),
              kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV-cache dtype: bf16 or fp8."),
              engine: str = typer.Option("vllm", "--engine", help="vllm, sglang or trtllm."),
-             slo: Optional[str] = typer.Option(None, "--slo", help="ttft=2s,tpot=50ms,p=90: also report goodput."),
+             slo: Optional[str] = typer.Option(None, "--slo", help="ttft=2s,tpot=50ms,p=90 (times need ms or s): also "
+                                                                      "report goodput."),
              calibration: Optional[Path] = typer.Option(None, "--calibration", help="YAML from planner calibrate."),
              fmt: Fmt = typer.Option(Fmt.table, "--format")):
     """Latency and throughput of one instance (offline max batch unless --batch or --rate)."""
@@ -374,7 +375,8 @@ def _bad(message: str):
 @app.command()
 @guarded
 def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model name, our YAML or config.json."),
-             slo: Optional[str] = typer.Option(None, "--slo", help="ttft=2s,tpot=50ms,p=90 (p applies to both)."),
+             slo: Optional[str] = typer.Option(None, "--slo", help="ttft=2s,tpot=50ms,p=90 (times need ms or s; p "
+                                                                      "applies to both)."),
              workload: Optional[str] = typer.Option(None, "--workload", help="isl=2048,osl=256,rate=20 or w.yaml."),
              gpus: Optional[str] = typer.Option(None, "--gpus", help="Fleet: h100_sxm:16,a100_80g:32."),
              budget: Optional[str] = typer.Option(None, "--budget", help="Max $/h, e.g. 120/h."),

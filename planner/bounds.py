@@ -11,7 +11,7 @@ import math
 from planner.errors import PlannerInputError
 
 MAX_GPUS_PER_TYPE = 100_000  # the largest announced training clusters are ~10⁵ GPUs in total
-MAX_TOKENS = 10_000_000  # ISL / OSL: 10× the longest context any bundled or known model accepts (1M)
+MAX_TOKENS = 2 ** 24  # ISL / OSL: 16× the longest context any bundled or known model accepts (1M)
 MAX_CHUNK_TOKENS = 1_048_576  # chunked-prefill budget: 128× vLLM's 8192 default
 MAX_RATE_RPS = 1_000_000  # 10 req/s per GPU on every one of MAX_GPUS_PER_TYPE GPUs
 MAX_BATCH = 1_000_000  # concurrent sequences on one instance; engines cap at a few thousand
