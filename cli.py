@@ -1,11 +1,14 @@
 """`planner` command line: parses flags, calls planner / solvers / hwdb, renders with rich. No modelling here.
 
-Exit codes: 0 ok, 1 infeasible (the binding constraint and what would fix it), 2 bad input (one line).
+Exit codes: 0 ok, 1 infeasible (the binding constraint and what would fix it), 2 bad input (one line naming the
+flag or field, checked before any work), 3 an internal error (one line asking for a report; SERVPLAN_DEBUG=1
+re-raises it with its traceback), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -14,7 +17,9 @@ from typing import Optional
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="servplan: plan LLM serving deployments (GPU mix, parallelism, P/D split) under latency SLOs.")
+                  help="servplan: plan LLM serving deployments (GPU mix, parallelism, P/D split) under latency SLOs.",
+                  epilog="Exit codes: 0 ok, 1 infeasible, 2 bad input, 3 internal error (please report it; "
+                         "SERVPLAN_DEBUG=1 shows the traceback), 130 interrupted.")
 hw_app = typer.Typer(no_args_is_help=True, help="The hardware database.")
 model_app = typer.Typer(no_args_is_help=True, help="Bundled and user model specs.")
 app.add_typer(hw_app, name="hw")
@@ -43,17 +48,38 @@ def _console(stderr: bool = False):
     return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
 
 
+_LABEL = {1: "[bold yellow]infeasible:[/]", 2: "[bold red]error:[/]", 3: "[bold red]internal error:[/]"}
+
+
+def _say(code: int, message: str) -> None:
+    from rich.markup import escape
+
+    _console(stderr=True).print(f"{_LABEL[code]} {escape(message)}", markup=True)
+
+
 def _fail(code: int, message: str) -> None:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}" if code == 2 else f"[bold yellow]infeasible:[/] "
-                                f"{message}", markup=True)
+    _say(code, message)
     raise typer.Exit(code)
 
 
+def _internal(e: Exception) -> int:
+    """An exception we did not expect: one line asking for a report, exit 3 (never 1, which means infeasible).
+    SERVPLAN_DEBUG=1 re-raises it for developers."""
+    if os.environ.get("SERVPLAN_DEBUG", "") not in ("", "0"):
+        raise e
+    text = str(e).strip().splitlines()
+    _say(3, f"{type(e).__name__}: {text[0] if text else '(no message)'} — please report it with the command line")
+    return 3
+
+
 def guarded(fn):
-    """Turn our domain errors into one-line messages and exit codes; never a traceback."""
+    """Turn our domain errors into one-line messages and exit codes, anything else into exit 3; never a
+    traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import click
+
         from hwdb import HwdbError
         from planner.errors import InfeasibleError, PlannerInputError
         from solvers import SolverInputError
@@ -66,8 +92,50 @@ def guarded(fn):
             _fail(1, msg)
         except (PlannerInputError, HwdbError, SolverInputError) as e:
             _fail(2, str(e).splitlines()[0] if str(e) else type(e).__name__)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        except Exception as e:
+            raise typer.Exit(_internal(e)) from None
 
     return wrapper
+
+
+def main() -> None:
+    """Console-script and `python -m cli` entry point: `app` with a last guard for errors outside a command."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:
+        sys.exit(_internal(e))
+
+
+def _writable(path: Optional[Path], flag: str) -> None:
+    """An output file must be creatable or overwritable; checked before the work, not after it."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise _bad(f"{flag}: '{path}' is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise _bad(f"{flag}: folder '{path.parent}' does not exist")
+    existed = path.exists()
+    try:  # opening for append is the only check that also holds for root, read-only mounts and /proc
+        with path.open("a"):
+            pass
+    except OSError as e:
+        raise _bad(f"{flag}: '{path}' is not writable ({e.strerror})") from None
+    if not existed:
+        path.unlink()
+
+
+def _bounded(flag: str, value, lo: float, hi: float, **kw) -> None:
+    """A numeric flag (when given) is finite and within planner.bounds."""
+    from planner.bounds import bounded
+
+    if value is not None:
+        bounded(value, flag, lo, hi, **kw)
 
 
 def _emit(text: str, out: Optional[Path] = None) -> None:
@@ -86,8 +154,23 @@ def _table(title: str, columns: list[str], rows: list[list], caption: str = "", 
         t.add_column(c, justify="left" if c in ("", "#", "GPU", "GPUs", "instances", "instance", "class", "name", "op", "field", "role",
                                                 "gpu") else "right", no_wrap=c in no_wrap)
     for r in rows:
-        t.add_row(*[str(x) for x in r])
+        t.add_row(*[_plain(x) for x in r])
     return t
+
+
+def _plain(x) -> str:
+    """A table cell as a person writes it, never a Python repr: {'bf16': 989.0} -> 'bf16 989', None -> '-'."""
+    from collections.abc import Mapping
+
+    if x is None:
+        return "-"
+    if isinstance(x, Mapping):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in x.items())
+    if isinstance(x, (list, tuple)):
+        return ", ".join(_plain(v) for v in x)
+    if isinstance(x, float):
+        return f"{x:g}"
+    return str(x)
 
 
 # ---- hw ----------------------------------------------------------------------------------------------------
@@ -138,8 +221,8 @@ def hw_show(gpu: str = typer.Argument(..., help="GPU name or alias, e.g. h100_sx
         return
     rows = [[k, v, g.sources.get(k, "")] for k, v in _gpu_summary(g).items() if k not in ("name",)]
     eff = g.efficiency
-    rows.append(["efficiency", f"gemm {eff.gemm}, attention {eff.attention}, memory {eff.memory}, "
-                 f"scale-up {eff.scaleup}", eff.fitted_on])
+    rows.append(["efficiency", f"gemm ({_plain(eff.gemm)}), attention {_plain(eff.attention)}, memory "
+                 f"{_plain(eff.memory)}, scale-up {_plain(eff.scaleup)}", eff.fitted_on])
     _console().print(_table(f"{g.name} ({g.path})", ["field", "value", "source"], rows))
 
 
@@ -222,16 +305,28 @@ def estimate(model: str = typer.Argument(..., help="Bundled name, HF id, our YAM
              dtype: str = typer.Option("bf16", "--dtype", help="Weight dtype: bf16, fp8, fp4, int4."),
              kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV-cache dtype: bf16 or fp8."),
              engine: str = typer.Option("vllm", "--engine", help="vllm, sglang or trtllm."),
-             slo: Optional[str] = typer.Option(None, "--slo", help="ttft=2s,tpot=50ms,p=90: also report goodput."),
+             slo: Optional[str] = typer.Option(None, "--slo", help="ttft=2s,tpot=50ms,p=90 (times need ms or s): also "
+                                                                      "report goodput."),
              calibration: Optional[Path] = typer.Option(None, "--calibration", help="YAML from planner calibrate."),
              fmt: Fmt = typer.Option(Fmt.table, "--format")):
     """Latency and throughput of one instance (offline max batch unless --batch or --rate)."""
     from planner import estimate as est
+    from planner.bounds import MAX_BATCH, MAX_CHUNK_TOKENS, MAX_GPUS_PER_TYPE, MAX_RATE_RPS, MAX_TOKENS, check_context
     from planner.jsonio import canonical_json
+    from planner.workload import parse_slo
 
     if batch is not None and rate is not None:
         raise _bad("--batch/--rate: give one of them, not both")
+    for flag, v in (("--isl", isl), ("--osl", osl)):
+        _bounded(flag, v, 1, MAX_TOKENS, unit=" tokens")
+    for flag, v in (("--tp", tp), ("--pp", pp), ("--ep", ep), ("--dp", dp)):
+        _bounded(flag, v, 1, MAX_GPUS_PER_TYPE)
+    _bounded("--batch", batch, 1, MAX_BATCH)
+    _bounded("--rate", rate, 0, MAX_RATE_RPS, lo_open=True, unit=" req/s")
+    _bounded("--chunk", chunk, 1, MAX_CHUNK_TOKENS, unit=" tokens")
+    the_slo = parse_slo(slo) if slo is not None else None
     s = _setup(model, gpu, tp, pp, ep, dp, engine, dtype, kv_dtype, chunk, calibration)
+    check_context(s.model, isl, osl, "--isl/--osl")
     if rate is not None:
         e = est.at_rate(s, isl, osl, rate)
     elif batch is not None:
@@ -239,11 +334,10 @@ def estimate(model: str = typer.Argument(..., help="Bundled name, HF id, our YAM
     else:
         e = est.offline(s, isl, osl)
     goodput = None
-    if slo:
+    if the_slo is not None:
         from planner.serving import collocated_capacity
-        from planner.workload import parse_slo
 
-        goodput = collocated_capacity(s, isl, osl, parse_slo(slo)).rate_rps
+        goodput = collocated_capacity(s, isl, osl, the_slo).rate_rps
     mem = e.memory
     data = {"model": s.model.name, "gpu": s.gpu.name, "parallel": s.par.label(), "engine": s.engine.name,
             "dtype": dtype, "kv_dtype": kv_dtype, "isl": isl, "osl": osl, "batch": e.batch,
@@ -281,7 +375,8 @@ def _bad(message: str):
 @app.command()
 @guarded
 def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model name, our YAML or config.json."),
-             slo: Optional[str] = typer.Option(None, "--slo", help="ttft=2s,tpot=50ms,p=90 (p applies to both)."),
+             slo: Optional[str] = typer.Option(None, "--slo", help="ttft=2s,tpot=50ms,p=90 (times need ms or s; p "
+                                                                      "applies to both)."),
              workload: Optional[str] = typer.Option(None, "--workload", help="isl=2048,osl=256,rate=20 or w.yaml."),
              gpus: Optional[str] = typer.Option(None, "--gpus", help="Fleet: h100_sxm:16,a100_80g:32."),
              budget: Optional[str] = typer.Option(None, "--budget", help="Max $/h, e.g. 120/h."),
@@ -316,10 +411,18 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
              sweep: Optional[str] = typer.Option(None, "--sweep", help="rate=LOW..HIGH[:POINTS]: curves as CSV."),
              quiet: bool = typer.Option(False, "--quiet", help="No progress display on stderr.")):
     """Ranked deployment plans: GPU mix, parallelism, agg vs P/D, chunk size — by goodput under the SLOs."""
+    from planner.bounds import MAX_TIME_LIMIT_S
     from planner.calibrate import load_calibration
     from planner.optimize import optimize as run
     from planner.scenario import build_request
 
+    _bounded("--time-limit", time_limit, 0.1, MAX_TIME_LIMIT_S, unit=" s")
+    _writable(out, "--out")
+    _writable(report, "--report")
+    if sweep is not None:
+        from planner.optimize import parse_sweep
+
+        rates = parse_sweep(sweep)
     extra = dict(backend=backend, time_limit_s=time_limit, extra_hwdb=tuple(hwdb_dir or ()))
     if power_cap is not None:
         from planner.energy import parse_power_cap
@@ -347,11 +450,10 @@ def optimize(model: str = typer.Argument(..., help="Scenario YAML, bundled model
                         mode=mode, engine=engine, dtype=dtype, kv_dtype=kv_dtype, top=top, **extra)
     with _progress(quiet) as progress:
         rows = None
-        if sweep:
-            from planner.optimize import parse_sweep
+        if sweep is not None:
             from planner.optimize import sweep as run_sweep
 
-            rows = run_sweep(req, parse_sweep(sweep), progress)
+            rows = run_sweep(req, rates, progress)
         result = run(req, progress)
     from planner.report import result_html, result_json, result_markdown, sweep_csv
 
@@ -461,16 +563,23 @@ def simulate(plan: Path = typer.Argument(..., help="JSON from `planner optimize 
                                                                          "plan workload's arrival process."),
              fmt: Fmt = typer.Option(Fmt.table, "--format")):
     """Discrete-event check of a plan: Poisson, bursty (gamma) or traced arrivals, continuous batching, P/D."""
+    from planner.bounds import MAX_DURATION_S, MAX_RATE_RPS, MAX_SEED, MAX_SIM_REQUESTS
     from planner.jsonio import canonical_json
     from planner.simulate import load_plan_json, load_trace_csv, simulate_plan
 
+    _bounded("--seed", seed, 0, MAX_SEED)
+    _bounded("--rate", rate, 0, MAX_RATE_RPS, lo_open=True, unit=" req/s")
+    _bounded("--duration-s", duration_s, 1, MAX_DURATION_S, unit=" s")
+    if rate is not None and rate * duration_s > MAX_SIM_REQUESTS:
+        raise _bad(f"--rate × --duration-s: {rate * duration_s:,.0f} requests to simulate, at most "
+                   f"{MAX_SIM_REQUESTS:,} (shorten --duration-s)")
     cal = None
     if calibration:
         from planner.calibrate import load_calibration
 
         cal = load_calibration(calibration)
     arrival_cv = None
-    if arrival:
+    if arrival is not None:
         from planner.workload import parse_arrival
 
         a = parse_arrival(arrival, "--arrival")
@@ -530,6 +639,7 @@ def calibrate(measurements: Path = typer.Argument(..., help="CSV of measured run
     from planner.calibrate import fit, load_points
     from planner.jsonio import canonical_json
 
+    _writable(out, "--out")
     points = load_points(measurements)
     cal, report = fit(points, f"{measurements.name} ({len(points)} points)")
     out.write_text(cal.to_yaml())
@@ -541,7 +651,7 @@ def calibrate(measurements: Path = typer.Argument(..., help="CSV of measured run
     c.print(f"fitted {report['parameters']} constants to {report['points']} points: median abs error "
             f"{report['median_abs_error_before']:.1%} → {report['median_abs_error_after']:.1%}")
     rows = [[f"engine {n}", k, f"{v:g}"] for n, kv in sorted(cal.engines.items()) for k, v in sorted(kv.items())]
-    rows += [[f"gpu {n}", k, str(v)] for n, kv in sorted(cal.gpus.items()) for k, v in sorted(kv.items())]
+    rows += [[f"gpu {n}", k, v] for n, kv in sorted(cal.gpus.items()) for k, v in sorted(kv.items())]
     c.print(_table("calibration", ["name", "constant", "value"], rows))
     c.print(f"wrote {out}; apply with --calibration {out}")
 
@@ -560,16 +670,22 @@ def experts(model: str = typer.Argument(..., help="A MoE model: bundled name or 
                                              "(at least 60 s), and the output then says so."),
             fmt: Fmt = typer.Option(Fmt.table, "--format")):
     """Place one layer's experts on EP ranks (CP-SAT) and compare with round-robin."""
+    from planner.bounds import MAX_SEED, MAX_TIME_LIMIT_S, MAX_ZIPF_S
     from planner.errors import PlannerInputError
     from planner.jsonio import canonical_json
     from planner.model import load_model
     from solvers import ExpertProblem, load_expert_counts_csv, place_experts, zipf_loads
 
+    _bounded("--seed", seed, 0, MAX_SEED)
+    _bounded("--zipf", zipf, 0, MAX_ZIPF_S)
+    _bounded("--time-limit", time_limit, 0.1, MAX_TIME_LIMIT_S, unit=" s")
     m = load_model(model)
     if not m.is_moe:
         raise PlannerInputError(f"{m.name}: not a MoE model (no experts to place)")
     if m.num_experts % ep:
         raise PlannerInputError(f"--ep: {ep} must divide the {m.num_experts} experts")
+    _bounded("--replicate", replicate, 0, m.num_experts - m.num_experts // ep,
+             unit=f" (a rank holds at most all {m.num_experts} experts)")
     loads = tuple(load_expert_counts_csv(stats)) if stats else zipf_loads(m.num_experts, s=zipf, seed=seed)
     if len(loads) != m.num_experts:
         raise PlannerInputError(f"--stats: {len(loads)} experts in the file, {m.name} has {m.num_experts}")
@@ -592,4 +708,4 @@ def experts(model: str = typer.Argument(..., help="A MoE model: bundled name or 
 
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -44,6 +44,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 
+from planner.bounds import MAX_POWER_W, bounded
 from planner.errors import PlannerInputError
 from planner.perf.step import StepShape
 
@@ -60,7 +61,7 @@ def parse_power_cap(text: str) -> dict[str, float]:
         m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*[wW]?\s*", value)
         if not sep or not name.strip() or not m or float(m.group(1)) <= 0:
             raise PlannerInputError(f"--power-cap: expected TYPE=WATTS like h100_sxm=500, got '{part}'")
-        out[name.strip()] = float(m.group(1))
+        out[name.strip()] = bounded(m.group(1), f"--power-cap: {name.strip()}", 0, MAX_POWER_W, unit=" W")
     if not out:
         raise PlannerInputError("--power-cap: no GPU type given (e.g. --power-cap h100_sxm=500)")
     return out

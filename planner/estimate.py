@@ -18,7 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.errors import InfeasibleError, PlannerInputError
+from planner.bounds import MAX_BATCH, MAX_RATE_RPS, bounded
+from planner.errors import InfeasibleError
 from planner.model import ModelSpec
 from planner.parallel import ParallelConfig
 from planner.perf.memory import MemoryBreakdown, memory_breakdown
@@ -100,8 +101,7 @@ def prefill_share(setup: Setup, decode_seqs: float) -> float:
 
 
 def _check_batch(batch: float) -> None:
-    if batch < 1:
-        raise PlannerInputError(f"batch: must be at least 1, got {batch}")
+    bounded(batch, "batch", 1, MAX_BATCH)
 
 
 def at_concurrency(setup: Setup, isl: float, osl: float, batch: float) -> Estimate:
@@ -156,8 +156,7 @@ def offline(setup: Setup, isl: float, osl: float) -> Estimate:
 
 def at_rate(setup: Setup, isl: float, osl: float, rate_rps: float) -> Estimate:
     """Open-loop arrivals: concurrency from Little's law N = λ·(TTFT + (osl−1)·TPOT(N)), solved by bisection."""
-    if rate_rps <= 0:
-        raise PlannerInputError(f"rate: must be positive, got {rate_rps}")
+    bounded(rate_rps, "rate", 0, MAX_RATE_RPS, lo_open=True, unit=" req/s")
     top = steady_state(setup, isl, osl, require_fit(setup, isl, osl).max_batch)
     if rate_rps > top.request_rate_rps:
         raise InfeasibleError(f"rate {rate_rps:g} req/s exceeds this instance's capacity of "

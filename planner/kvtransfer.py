@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 
+from planner.bounds import MAX_BANDWIDTH_GBPS, MAX_KV_COMPRESSION, bounded
 from planner.errors import PlannerInputError
 
 # bandwidth units -> GB/s (bytes per second): b = bits, B = bytes
@@ -31,7 +32,7 @@ def parse_bandwidth_gbps(text: str, field: str = "--link") -> float:
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z/]+)\s*", str(text))
     scale = _UNITS.get(m.group(2)) if m else None
     if scale and float(m.group(1)) > 0:
-        return float(m.group(1)) * scale
+        return bounded(float(m.group(1)) * scale, field, 0, MAX_BANDWIDTH_GBPS, unit=" GB/s")
     raise PlannerInputError(f"{field}: expected a bandwidth like 100Gbps (bits) or 12.5GBps (bytes), got '{text}'")
 
 
@@ -51,4 +52,4 @@ def parse_compression(value) -> float:
         r = float("nan")
     if not r >= 1 or r == float("inf"):
         raise PlannerInputError(f"--kv-compression: expected a ratio ≥ 1 (e.g. 4 for 4× smaller), got '{value}'")
-    return r
+    return bounded(r, "--kv-compression", 1, MAX_KV_COMPRESSION)

@@ -59,6 +59,7 @@ class ModelSpec:
     kv_lora_rank: int = 0
     qk_nope_head_dim: int = 0
     qk_rope_head_dim: int = 0
+    mtp_layers: int = 0  # multi-token-prediction heads (HF num_nextn_predict_layers; DeepSeek-V3: 1)
     # sliding-window attention layers (gpt-oss alternates sliding / full)
     sliding_window: int = 0
     num_sliding_layers: int = 0
@@ -299,7 +300,7 @@ def model_from_hf_config(cfg: dict, origin: str, name: str = "") -> ModelSpec:
         tied_embeddings=_hf_bool(cfg, "tie_word_embeddings", False, origin),
         max_context=opt("max_position_embeddings", 131072),
         attention_bias=_hf_bool(cfg, "attention_bias", arch.startswith("Qwen2"), origin),
-        qk_norm=arch.startswith("Qwen3"), source=origin,
+        qk_norm=arch.startswith("Qwen3"), source=origin, mtp_layers=opt("num_nextn_predict_layers", 0),
     )
     if cfg.get("quantization_config") is not None and not isinstance(cfg["quantization_config"], dict):
         raise PlannerInputError(f"{origin}: field 'quantization_config' must be a mapping, "

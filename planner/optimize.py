@@ -418,12 +418,15 @@ def parse_sweep(text: str) -> list[float]:
     """'rate=1..100' (10 points) or 'rate=1..100:25' -> evenly spaced total request rates."""
     import re
 
-    m = re.fullmatch(r"\s*rate\s*=\s*([0-9.]+)\s*\.\.\s*([0-9.]+)\s*(?::\s*([0-9]+))?\s*", text)
+    from planner.bounds import MAX_RATE_RPS, bounded
+
+    m = re.fullmatch(r"\s*rate\s*=\s*([0-9]*\.?[0-9]+)\s*\.\.\s*([0-9]*\.?[0-9]+)\s*(?::\s*([0-9]+))?\s*", text)
     if not m:
         raise PlannerInputError(f"--sweep: expected rate=LOW..HIGH[:POINTS], got '{text}'")
     lo, hi, n = float(m.group(1)), float(m.group(2)), int(m.group(3) or 10)
     if not 0 < lo <= hi or not 1 <= n <= 200:
         raise PlannerInputError(f"--sweep: need 0 < LOW ≤ HIGH and 1..200 points, got '{text}'")
+    bounded(hi, "--sweep: HIGH", 0, MAX_RATE_RPS, unit=" req/s")
     return [lo + (hi - lo) * i / max(n - 1, 1) for i in range(n)]
 
 

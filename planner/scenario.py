@@ -11,13 +11,13 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from planner.bounds import MAX_BUDGET_USD_PER_H, MAX_GPUS_PER_TYPE, bounded, check_context
 from planner.errors import PlannerInputError
 from planner.inputs import shown_value
-from planner.model import _read_structured, load_model, model_from_dict
+from planner.model import DTYPE_BYTES, _read_structured, load_model, model_from_dict
 from planner.optimize import Request
 from planner.workload import parse_kv, parse_workload_flag, slo_from, workload_from_yaml
 
-MAX_GPUS_PER_TYPE = 1_000_000  # a fleet inventory beyond this is a typo, not a plan
 SCENARIO_KEYS = {"model", "workload", "slo", "gpus", "budget_usd_per_h", "objective", "mode", "engine", "dtype",
                  "kv_dtype", "top", "description", "hwdb"}
 
@@ -26,10 +26,11 @@ def parse_gpus(text: str) -> dict[str, int]:
     """'h100_sxm:16,a100_80g:32' -> {'h100_sxm': 16, 'a100_80g': 32}."""
     out = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, count = part.partition(":")
-        if not count.strip().isdigit() or int(count) <= 0:
+        name, _, count = (s.strip() for s in part.partition(":"))
+        if not name or not re.fullmatch(r"[0-9]+", count) or int(count) <= 0:
             raise PlannerInputError(f"--gpus: expected TYPE:COUNT with a positive count, got '{part}'")
-        out[name.strip()] = out.get(name.strip(), 0) + int(count)
+        out[name] = bounded(out.get(name, 0) + int(count), f"--gpus: {name}", 1, MAX_GPUS_PER_TYPE, integer=True,
+                            unit=" GPUs per type")
     if not out:
         raise PlannerInputError("--gpus: no GPU types given")
     return out
@@ -40,7 +41,7 @@ def parse_budget(text) -> float:
     m = re.fullmatch(r"\s*\$?([0-9]*\.?[0-9]+)\s*(/h|/hr|/hour)?\s*", str(text))
     if not m or float(m.group(1)) <= 0:
         raise PlannerInputError(f"--budget: expected dollars per hour like 120/h, got '{text}'")
-    return float(m.group(1))
+    return bounded(m.group(1), "--budget", 0, MAX_BUDGET_USD_PER_H, unit=" $/h")
 
 
 def _gpus_from_yaml(data, origin) -> dict[str, int]:
@@ -97,25 +98,39 @@ def build_request(model_arg: str, *, slo: str | None = None, workload: str | Non
         model = load_model(model_arg)
 
     base_slo = slo_from(scen["slo"], f"{origin}: slo") if isinstance(scen.get("slo"), dict) else None
-    flag_slo = parse_kv(slo, "--slo") if slo else {}
+    flag_slo = parse_kv(slo, "--slo") if slo is not None else {}
     the_slo = slo_from(flag_slo, "--slo", base_slo)
     if workload and Path(workload).suffix in (".yaml", ".yml"):
+        classes_from = f"{workload}: workload"
         wdata = _read_structured(Path(workload))
         classes = workload_from_yaml(wdata.get("workload", wdata) if isinstance(wdata, dict) else wdata, workload,
                                      the_slo)
-    elif workload:
-        classes = parse_workload_flag(workload, the_slo)
+    elif workload is not None:
+        classes, classes_from = parse_workload_flag(workload, the_slo), "--workload"
     elif "workload" in scen:
-        classes = workload_from_yaml(scen["workload"], origin, the_slo)
+        classes, classes_from = workload_from_yaml(scen["workload"], origin, the_slo), f"{origin}: workload"
     else:
         raise PlannerInputError("--workload: missing (e.g. --workload isl=2048,osl=256,rate=20)")
     if flag_slo:  # keys named on the command line override every class's own SLO
         classes = [replace(c, slo=slo_from(flag_slo, "--slo", c.slo)) for c in classes]
 
-    inventory = parse_gpus(gpus) if gpus else (_gpus_from_yaml(scen["gpus"], origin) if "gpus" in scen else None)
-    budget_v = parse_budget(budget) if budget else (parse_budget(scen["budget_usd_per_h"])
-                                                    if "budget_usd_per_h" in scen else None)
+    for c in classes:
+        check_context(model, c.isl, c.osl, classes_from if len(classes) == 1 else f"{classes_from} class '{c.name}'")
+    inventory = parse_gpus(gpus) if gpus is not None else (_gpus_from_yaml(scen["gpus"], origin) if "gpus" in scen
+                                                           else None)
+    budget_v = parse_budget(budget) if budget is not None else (parse_budget(scen["budget_usd_per_h"])
+                                                                if "budget_usd_per_h" in scen else None)
+    dtypes = {}
+    for key, flag_value in (("dtype", dtype), ("kv_dtype", kv_dtype)):
+        value = flag_value if flag_value is not None else scen.get(key, "bf16")
+        if not isinstance(value, str) or value not in DTYPE_BYTES:
+            where = f"--{key.replace('_', '-')}" if flag_value is not None else f"{origin}: field '{key}'"
+            raise PlannerInputError(f"{where}: unknown dtype '{value}' (choose from {', '.join(DTYPE_BYTES)})")
+        dtypes[key] = value
+
+    def pick(flag_value, key, default):  # a flag given, even empty, wins over the scenario
+        return flag_value if flag_value is not None else scen.get(key, default)
+
     return Request(model=model, classes=tuple(classes), inventory=inventory, budget_usd_per_h=budget_v,
-                   objective=objective or scen.get("objective", "goodput"), mode=mode or scen.get("mode", "auto"),
-                   engine=engine or scen.get("engine", "vllm"), dtype=dtype or scen.get("dtype", "bf16"),
-                   kv_dtype=kv_dtype or scen.get("kv_dtype", "bf16"), top_k=top or scen.get("top", 5), **extra)
+                   objective=pick(objective, "objective", "goodput"), mode=pick(mode, "mode", "auto"),
+                   engine=pick(engine, "engine", "vllm"), top_k=pick(top, "top", 5), **dtypes, **extra)

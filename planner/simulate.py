@@ -45,7 +45,8 @@ import numpy as np
 
 from planner.errors import InfeasibleError, PlannerInputError
 from planner.inputs import read_csv, read_document, shown_value
-from planner.workload import MAX_TOKENS, MAX_TRACE_ROWS
+from planner.bounds import MAX_TOKENS
+from planner.workload import MAX_TRACE_ROWS
 
 WARMUP_FRACTION = 0.10  # leading share of arrivals left out of the statistics
 CTX_BUCKET = 64  # decode context rounding of the iteration-time cache (tokens)

@@ -143,7 +143,11 @@ def resolve(config: SpecConfig | None, target: ModelSpec, par: ParallelConfig, k
 
 
 def check_config(config: SpecConfig, target: ModelSpec) -> None:
-    """Fail early (bad input, exit 2) on a draft that cannot serve this target."""
+    """Fail early (bad input, exit 2) on a draft that cannot serve this target, or `mtp` for a target without a
+    multi-token-prediction head (engines load the MTP weights from the checkpoint: no head, nothing to run)."""
+    if config.method == "mtp" and not target.mtp_layers:
+        raise PlannerInputError(f"--spec: mtp needs a model with a multi-token-prediction head "
+                                f"(num_nextn_predict_layers > 0); {target.name} has none, use draft=MODEL")
     resolve(config, target, ParallelConfig(1, 1, 1, 1), 1)
 
 

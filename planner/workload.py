@@ -7,11 +7,11 @@ import re
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from planner.bounds import MAX_ARRIVAL_CV, MAX_DURATION_S, MAX_RATE_RPS, MAX_TOKENS, number_text
 from planner.errors import PlannerInputError
 from planner.inputs import read_csv, shown_value
 
 MAX_TRACE_ROWS = 1_000_000  # requests in a replayed trace (`planner simulate` does ~100k in 1-4 s)
-MAX_TOKENS = 2**24  # a prompt or output length beyond any model's context
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def parse_arrival(value, field: str) -> Arrival | None:
         return None
     m = re.fullmatch(r"gamma\(\s*(?:cv\s*=\s*)?([^)\s]+)\s*\)", low)
     if m:
-        cv = _number(m.group(1), f"{field}.arrival: gamma cv")
+        cv = _number(m.group(1), f"{field}.arrival: gamma cv", hi=MAX_ARRIVAL_CV)
         return None if cv == 1 else Arrival("gamma", cv)
     m = re.fullmatch(r"trace\((.+)\)", text)
     if m or low.endswith(".csv"):
@@ -136,17 +136,20 @@ _UNITS_S = {"ms": 1e-3, "s": 1.0, "us": 1e-6, "m": 60.0, "min": 60.0}
 
 
 def parse_duration_ms(text, field: str) -> float:
-    """'2s', '50ms', '1.5' (seconds) -> milliseconds."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        value, unit = float(text), "s"
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-z]*)\s*", str(text))
-        if not m or m.group(2) not in ("", *_UNITS_S):
-            raise PlannerInputError(f"{field}: expected a duration like 2s or 50ms, got {shown_value(text)}")
-        value, unit = float(m.group(1)), m.group(2) or "s"
-    if not 0 < value < math.inf:
-        raise PlannerInputError(f"{field}: must be a positive finite duration, got {shown_value(text)}")
-    return value * _UNITS_S[unit] * 1e3
+    """'2s', '50ms' -> milliseconds. A bare number is refused: is `ttft=2` 2 s or 2 ms?"""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-z]*)\s*", str(text))
+    if isinstance(text, bool) or not m or m.group(2) not in ("", *_UNITS_S):
+        raise PlannerInputError(f"{field}: expected a duration like 2s or 50ms, got {shown_value(text)}")
+    if not m.group(2):
+        where, _, key = field.rpartition(".")
+        raise PlannerInputError(f"{where}: {key}={text} needs a unit (ms or s)")
+    value, unit = float(m.group(1)), m.group(2)
+    if value <= 0:
+        raise PlannerInputError(f"{field}: must be positive, got {shown_value(text)}")
+    ms = value * _UNITS_S[unit] * 1e3
+    if not ms <= MAX_DURATION_S * 1e3:
+        raise PlannerInputError(f"{field}: must be at most one day ({MAX_DURATION_S:,} s), got {shown_value(text)}")
+    return ms
 
 
 def parse_kv(text: str, field: str) -> dict[str, str]:
@@ -157,19 +160,25 @@ def parse_kv(text: str, field: str) -> dict[str, str]:
             raise PlannerInputError(f"{field}: expected key=value pairs separated by commas, got '{part}'")
         k, v = part.split("=", 1)
         out[k.strip().lower()] = v.strip()
+    if not out:
+        raise PlannerInputError(f"{field}: empty, expected key=value pairs separated by commas")
     return out
 
 
-def _number(value, field: str, *, integer: bool = False, allow_zero: bool = False) -> float:
+def _number(value, field: str, *, integer: bool = False, allow_zero: bool = False, hi: float = math.inf,
+            unit: str = "") -> float:
     try:
         x = float(value) if not isinstance(value, bool) else math.nan
     except (TypeError, ValueError):
         raise PlannerInputError(f"{field}: expected a number, got {shown_value(value)}") from None
-    if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
-        raise PlannerInputError(f"{field}: must be a {'non-negative' if allow_zero else 'positive'} finite number, "
-                                f"got {shown_value(value)}")
-    if integer and (x != int(x) or x > MAX_TOKENS):
-        raise PlannerInputError(f"{field}: must be a whole number up to {MAX_TOKENS}, got {shown_value(value)}")
+    if not math.isfinite(x):
+        raise PlannerInputError(f"{field}: must be a finite number, got {shown_value(value)}")
+    if x < 0 or (x == 0 and not allow_zero):
+        raise PlannerInputError(f"{field}: must be {'non-negative' if allow_zero else 'positive'}, got {shown_value(value)}")
+    if integer and x != int(x):
+        raise PlannerInputError(f"{field}: must be a whole number, got {shown_value(value)}")
+    if x > hi:
+        raise PlannerInputError(f"{field}: must be at most {number_text(hi)}{unit}, got {shown_value(value)}")
     return int(x) if integer else x
 
 
@@ -205,11 +214,11 @@ def class_from(values: dict, field: str, slo: Slo, name: str = "default") -> Req
             raise PlannerInputError(f"{field}: missing '{k}'")
     cls_slo = slo_from(values["slo"], f"{field}.slo", slo) if isinstance(values.get("slo"), dict) else slo
     arrival = parse_arrival(values["arrival"], field) if "arrival" in values else None
-    rate = _number(values.get("rate", 0), f"{field}.rate", allow_zero=True)
+    rate = _number(values.get("rate", 0), f"{field}.rate", allow_zero=True, hi=MAX_RATE_RPS, unit=" req/s")
     if arrival is not None and arrival.kind == "trace" and not rate:
         rate = trace_rate(arrival.times)  # a trace without a rate: its own mean rate is the demand
-    return RequestClass(str(values.get("name", name)), _number(values["isl"], f"{field}.isl", integer=True),
-                        _number(values["osl"], f"{field}.osl", integer=True), rate, cls_slo, arrival)
+    isl, osl = (_number(values[k], f"{field}.{k}", integer=True, hi=MAX_TOKENS, unit=" tokens") for k in ("isl", "osl"))
+    return RequestClass(str(values.get("name", name)), isl, osl, rate, cls_slo, arrival)
 
 
 def parse_workload_flag(text: str, slo: Slo) -> list[RequestClass]:
