@@ -45,7 +45,20 @@ def _console(stderr: bool = False):
 
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or "COLUMNS" in os.environ else 140
-    return Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
+    console.on_broken_pipe = _broken_pipe  # rich's own handler exits 1, which means "infeasible" here
+    return console
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away (`| head`)
+
+
+def _broken_pipe() -> None:
+    """The reader of stdout went away: stop quietly with the SIGPIPE exit code."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's flush at exit would fail again
+    raise SystemExit(EXIT_BROKEN_PIPE)
 
 
 _LABEL = {1: "[bold yellow]infeasible:[/]", 2: "[bold red]error:[/]", 3: "[bold red]internal error:[/]"}
@@ -96,6 +109,8 @@ def guarded(fn):
             raise
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        except BrokenPipeError:
+            _broken_pipe()
         except Exception as e:
             raise typer.Exit(_internal(e)) from None
 

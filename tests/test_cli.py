@@ -1,8 +1,10 @@
 """The `planner` command line: exit codes 0 / 1 / 2, one-line errors, clean JSON on stdout."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -94,3 +96,15 @@ def test_console_script_bad_input_has_no_traceback():
     r = subprocess.run([sys.executable, "-m", "cli", "optimize", "does-not-exist.yaml"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize("args", [["hw", "list"], ["hw", "list", "--format", "json"]])
+def test_a_reader_that_goes_away_gives_the_sigpipe_code_not_infeasible(args):
+    """`planner … | head` must not exit 1 (infeasible) or 3 (internal) when head stops reading."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write now fails with EPIPE
+    r = subprocess.run([sys.executable, "-m", "cli", *args], stdout=write_end, stderr=subprocess.PIPE, timeout=60,
+                       cwd=Path(__file__).resolve().parents[1])
+    os.close(write_end)
+    assert r.returncode == 141, r.stderr.decode()
+    assert b"Traceback" not in r.stderr
