@@ -91,8 +91,6 @@ def guarded(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        import click
-
         from hwdb import HwdbError
         from planner.errors import InfeasibleError, PlannerInputError
         from solvers import SolverInputError
@@ -105,13 +103,15 @@ def guarded(fn):
             _fail(1, msg)
         except (PlannerInputError, HwdbError, SolverInputError) as e:
             _fail(2, str(e).splitlines()[0] if str(e) else type(e).__name__)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except BrokenPipeError:
             _broken_pipe()
         except Exception as e:
+            if type(e).__module__.startswith(("typer.", "click.")):  # usage errors: typer (its vendored click) exits 2
+                raise
             raise typer.Exit(_internal(e)) from None
 
     return wrapper

@@ -108,3 +108,11 @@ def test_a_reader_that_goes_away_gives_the_sigpipe_code_not_infeasible(args):
     os.close(write_end)
     assert r.returncode == 141, r.stderr.decode()
     assert b"Traceback" not in r.stderr
+
+
+def test_the_cli_imports_only_declared_dependencies():
+    """typer vendors click (typer._click); `click` itself is not installed by `pip install servplan`."""
+    root = Path(__file__).resolve().parents[1]
+    for path in [root / "cli.py", *root.glob("planner/**/*.py"), *root.glob("solvers/*.py"), *root.glob("hwdb/*.py")]:
+        for line in path.read_text().splitlines():
+            assert not line.strip().startswith(("import click", "from click")), f"{path.name}: {line.strip()}"
