@@ -15,7 +15,10 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, NoReturn
+
+if TYPE_CHECKING:
+    import yaml
 
 MAX_DOCUMENT_BYTES = 4 * 2**20  # a model / scenario / workload / GPU / calibration YAML or a config.json
 MAX_PLAN_BYTES = 64 * 2**20  # `planner optimize --format json` output
@@ -35,7 +38,7 @@ def shown_value(value: Any) -> str:
     return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 1] + "…"
 
 
-def read_text(path: str | os.PathLike, shown: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> str:
+def read_text(path: str | os.PathLike[str], shown: str, max_bytes: int = MAX_DOCUMENT_BYTES) -> str:
     """The file's text: a regular file of 1..max_bytes bytes of UTF-8 (a UTF-8 BOM is dropped)."""
     p = Path(path)
     try:
@@ -64,21 +67,21 @@ def _depth_error(shown: str, line: int | None = None) -> UnsafeInputError:
     return UnsafeInputError(f"{shown}: nesting deeper than {MAX_DEPTH} levels{where}")
 
 
-def _safe_loader(shown: str):
+def _safe_loader(shown: str) -> type[yaml.SafeLoader]:
     """A PyYAML SafeLoader that refuses anchors and aliases and caps nesting while composing."""
     import yaml
 
     class Loader(yaml.SafeLoader):
         depth = 0
 
-        def compose_node(self, parent, index):
-            event = self.peek_event()
+        def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+            event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]  # untyped in the stubs
+            line = event.start_mark.line + 1 if event.start_mark else None  # the parser always sets the mark
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise UnsafeInputError(f"{shown}: YAML anchors/aliases (&, *) are not supported "
-                                       f"(line {event.start_mark.line + 1})")
+                raise UnsafeInputError(f"{shown}: YAML anchors/aliases (&, *) are not supported (line {line})")
             self.depth += 1
             if self.depth > MAX_DEPTH:
-                raise _depth_error(shown, event.start_mark.line + 1)
+                raise _depth_error(shown, line)
             try:
                 return super().compose_node(parent, index)
             finally:
@@ -116,7 +119,7 @@ def _max_depth_exceeded(value: Any) -> bool:
 
 
 def parse_json(text: str, shown: str) -> Any:
-    def constant(name):  # NaN / Infinity are not JSON
+    def constant(name: str) -> NoReturn:  # NaN / Infinity are not JSON
         raise UnsafeInputError(f"{shown}: '{name}' is not a JSON number")
 
     try:
@@ -130,7 +133,7 @@ def parse_json(text: str, shown: str) -> Any:
     return value
 
 
-def load_document(path: str | os.PathLike, shown: str | None = None, max_bytes: int = MAX_DOCUMENT_BYTES,
+def load_document(path: str | os.PathLike[str], shown: str | None = None, max_bytes: int = MAX_DOCUMENT_BYTES,
                   json_only: bool = False) -> Any:
     """A .json file (any file when json_only) as JSON, anything else as YAML, with the limits above."""
     shown = str(path) if shown is None else shown
@@ -138,7 +141,7 @@ def load_document(path: str | os.PathLike, shown: str | None = None, max_bytes: 
     return parse_json(text, shown) if json_only or str(path).endswith(".json") else parse_yaml(text, shown)
 
 
-def csv_records(path: str | os.PathLike, shown: str, max_rows: int,
+def csv_records(path: str | os.PathLike[str], shown: str, max_rows: int,
                 max_bytes: int = MAX_CSV_BYTES) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) of each non-blank row, the header included; more than max_rows rows is an error."""
     text = read_text(path, shown, max_bytes)

@@ -16,23 +16,21 @@
 
 from __future__ import annotations
 
-import re
-
+from hwdb.units import UnitError, parse_bandwidth_gbytes_per_s
 from planner.bounds import MAX_BANDWIDTH_GBPS, MAX_KV_COMPRESSION, bounded
 from planner.errors import PlannerInputError
 
-# bandwidth units -> GB/s (bytes per second): b = bits, B = bytes
-_UNITS = {"Mbps": 1e-3 / 8, "Mb/s": 1e-3 / 8, "Gbps": 1 / 8, "Gb/s": 1 / 8, "Gbit/s": 1 / 8, "Tbps": 1e3 / 8,
-          "Tb/s": 1e3 / 8, "MBps": 1e-3, "MB/s": 1e-3, "GBps": 1.0, "GB/s": 1.0, "TBps": 1e3, "TB/s": 1e3}
 LINK_NAMES = ("prefill-decode", "p-d", "pd")
 
 
 def parse_bandwidth_gbps(text: str, field: str = "--link") -> float:
     """'100Gbps' -> 12.5 GB/s, '25GBps' / '25GB/s' -> 25 GB/s, '1.6Tbps' -> 200 GB/s."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([A-Za-z/]+)\s*", str(text))
-    scale = _UNITS.get(m.group(2)) if m else None
-    if scale and float(m.group(1)) > 0:
-        return bounded(float(m.group(1)) * scale, field, 0, MAX_BANDWIDTH_GBPS, unit=" GB/s")
+    try:
+        gbytes_per_s = parse_bandwidth_gbytes_per_s(text)
+    except UnitError:
+        gbytes_per_s = 0.0  # refused below, like a zero bandwidth
+    if gbytes_per_s > 0:
+        return bounded(gbytes_per_s, field, 0, MAX_BANDWIDTH_GBPS, unit=" GB/s")
     raise PlannerInputError(f"{field}: expected a bandwidth like 100Gbps (bits) or 12.5GBps (bytes), got '{text}'")
 
 

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass
 from statistics import NormalDist
 
+from hwdb.units import MissingUnitError, UnitError, parse_duration_s
 from planner.bounds import MAX_ARRIVAL_CV, MAX_DURATION_S, MAX_RATE_RPS, MAX_TOKENS, number_text
 from planner.errors import PlannerInputError
 from planner.inputs import read_csv, shown_value
@@ -132,21 +133,18 @@ def parse_arrival(value, field: str) -> Arrival | None:
     raise PlannerInputError(f"{field}.arrival: expected poisson, gamma(cv=2) or a trace .csv, got {shown_value(value)}")
 
 
-_UNITS_S = {"ms": 1e-3, "s": 1.0, "us": 1e-6, "m": 60.0, "min": 60.0}
-
-
 def parse_duration_ms(text, field: str) -> float:
     """'2s', '50ms' -> milliseconds. A bare number is refused: is `ttft=2` 2 s or 2 ms?"""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*([a-z]*)\s*", str(text))
-    if isinstance(text, bool) or not m or m.group(2) not in ("", *_UNITS_S):
-        raise PlannerInputError(f"{field}: expected a duration like 2s or 50ms, got {shown_value(text)}")
-    if not m.group(2):
+    try:
+        seconds = parse_duration_s(text)
+    except MissingUnitError:
         where, _, key = field.rpartition(".")
-        raise PlannerInputError(f"{where}: {key}={text} needs a unit (ms or s)")
-    value, unit = float(m.group(1)), m.group(2)
-    if value <= 0:
+        raise PlannerInputError(f"{where}: {key}={text} needs a unit (ms or s)") from None
+    except UnitError:
+        raise PlannerInputError(f"{field}: expected a duration like 2s or 50ms, got {shown_value(text)}") from None
+    if seconds <= 0:
         raise PlannerInputError(f"{field}: must be positive, got {shown_value(text)}")
-    ms = value * _UNITS_S[unit] * 1e3
+    ms = seconds * 1e3
     if not ms <= MAX_DURATION_S * 1e3:
         raise PlannerInputError(f"{field}: must be at most one day ({MAX_DURATION_S:,} s), got {shown_value(text)}")
     return ms
