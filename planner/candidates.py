@@ -3,8 +3,9 @@ and drop the dominated ones before the MILP sees them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from planner.errors import InfeasibleError
 from planner.estimate import Setup
 from planner.instance import InstanceBuilder
 from planner.parallel import ParallelConfig, parallel_configs
@@ -130,3 +131,38 @@ def enumerate_candidates(space: SearchSpace, gpus: list, classes: list[RequestCl
                     evaluated.append(Candidate(setup, "multiplex", caps, setup.memory(longest).max_batch,
                                                sm_fraction=frac))
     return evaluated, prune(evaluated)
+
+
+def no_candidate_reason(space: SearchSpace, gpus: list, classes: list[RequestClass],
+                        inventory: dict[str, int] | None) -> InfeasibleError:
+    """Why no instance type meets the SLOs: memory, or an SLO below the best single-request latency."""
+    from planner.estimate import require_fit
+    from planner.serving import collocated_state
+
+    builder, most = space.builder, space.max_gpus_per_instance
+    fits = []
+    for gpu in gpus:
+        limit = min(most, (inventory or {}).get(gpu.name, most))
+        for par in parallel_configs(builder.model, gpu.scaleup_domain_gpus, limit, dtype=builder.dtype):
+            setup = builder.build(gpu.name, par)
+            try:
+                require_fit(setup, max(c.isl for c in classes), max(c.osl for c in classes))
+            except InfeasibleError:
+                continue
+            fits.append(setup)
+    if not fits:
+        sizes = ", ".join(f"{g.name} ≤{min(most, (inventory or {}).get(g.name, 64))}" for g in gpus)
+        return InfeasibleError(f"{builder.model.name} ({builder.dtype}) fits on no instance the fleet allows "
+                               f"({sizes} GPUs)", binding="memory", hint="add GPUs, use larger-memory GPUs, or --dtype fp8")
+    # lowest achievable TPOT / TTFT of any fitting config at (near) zero load, per class
+    cls = classes[0]
+    best = min(fits, key=lambda s: collocated_state(replace(s, chunk_tokens=max(cls.isl, 2048)), cls, 1e-9).tpot_s)
+    st = collocated_state(replace(best, chunk_tokens=max(cls.isl, 2048)), cls, 1e-9)
+    if st.tpot_s * 1e3 > cls.slo.tpot_ms:
+        return InfeasibleError(f"TPOT {cls.slo.tpot_ms:g} ms is below the {st.tpot_s * 1e3:.1f} ms floor of any config "
+                               f"on {', '.join(g.name for g in gpus)}; fastest is {best.gpu.name} "
+                               f"{best.par.label()}", binding="tpot_slo",
+                               hint=f"relax --slo tpot to ≥ {st.tpot_s * 1e3 * 1.05:.1f}ms or use faster GPUs")
+    return InfeasibleError(f"TTFT {cls.slo.ttft_ms:g} ms is below the {st.ttft_s * 1e3:.0f} ms floor of any config "
+                           f"(prompt of {cls.isl} tokens); fastest is {best.gpu.name} {best.par.label()}",
+                           binding="ttft_slo", hint=f"relax --slo ttft to ≥ {st.ttft_s * 1.1:.2f}s or shorten prompts")

@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 
-from planner.candidates import Candidate, SearchSpace, enumerate_candidates
+from planner.candidates import Candidate, SearchSpace, enumerate_candidates, no_candidate_reason
 from planner.errors import InfeasibleError, PlannerInputError
 from planner.instance import InstanceBuilder, Levers
 from planner.model import ModelSpec
@@ -232,40 +232,6 @@ def _binding_text(sol, req: Request) -> str:
     return text
 
 
-def _no_candidate_reason(req: Request, builder: InstanceBuilder, gpus: list) -> InfeasibleError:
-    """Why no instance type meets the SLOs: memory, or an SLO below the best single-request latency."""
-    from planner.estimate import require_fit
-    from planner.serving import collocated_state
-
-    fits = []
-    for gpu in gpus:
-        limit = min(req.max_gpus_per_instance, (req.inventory or {}).get(gpu.name, req.max_gpus_per_instance))
-        for par in parallel_configs(req.model, gpu.scaleup_domain_gpus, limit, dtype=req.dtype):
-            setup = builder.build(gpu.name, par)
-            try:
-                require_fit(setup, max(c.isl for c in req.classes), max(c.osl for c in req.classes))
-            except InfeasibleError:
-                continue
-            fits.append(setup)
-    if not fits:
-        sizes = ", ".join(f"{g.name} ≤{min(req.max_gpus_per_instance, (req.inventory or {}).get(g.name, 64))}"
-                          for g in gpus)
-        return InfeasibleError(f"{req.model.name} ({req.dtype}) fits on no instance the fleet allows ({sizes} GPUs)",
-                               binding="memory", hint="add GPUs, use larger-memory GPUs, or --dtype fp8")
-    # lowest achievable TPOT / TTFT of any fitting config at (near) zero load, per class
-    cls = req.classes[0]
-    best = min(fits, key=lambda s: collocated_state(replace(s, chunk_tokens=max(cls.isl, 2048)), cls, 1e-9).tpot_s)
-    st = collocated_state(replace(best, chunk_tokens=max(cls.isl, 2048)), cls, 1e-9)
-    if st.tpot_s * 1e3 > cls.slo.tpot_ms:
-        return InfeasibleError(f"TPOT {cls.slo.tpot_ms:g} ms is below the {st.tpot_s * 1e3:.1f} ms floor of any config "
-                               f"on {', '.join(g.name for g in gpus)}; fastest is {best.gpu.name} "
-                               f"{best.par.label()}", binding="tpot_slo",
-                               hint=f"relax --slo tpot to ≥ {st.tpot_s * 1e3 * 1.05:.1f}ms or use faster GPUs")
-    return InfeasibleError(f"TTFT {cls.slo.ttft_ms:g} ms is below the {st.ttft_s * 1e3:.0f} ms floor of any config "
-                           f"(prompt of {cls.isl} tokens); fastest is {best.gpu.name} {best.par.label()}",
-                           binding="ttft_slo", hint=f"relax --slo ttft to ≥ {st.ttft_s * 1.1:.2f}s or shorten prompts")
-
-
 def _watts_at_capacity(req: Request):
     """--objective energy: the MILP's cost objective (min Σ cost_i·x_i at the demand) with each instance type's
     power at its SLO capacity (planner.energy.full_load_watts) in place of $/h. Charging every instance its
@@ -317,7 +283,7 @@ def optimize(req: Request, progress=None) -> Result:
         space, gpus, list(req.classes), inventory,
         progress=(lambda d, t: progress("evaluating instance types", d, t)) if progress else None)
     if not _covers_every_class(cands, req.classes):
-        raise _no_candidate_reason(req, builder, gpus)
+        raise no_candidate_reason(space, gpus, list(req.classes), inventory)
     groups = prompt_groups(req.classes)
     typed = [(c, "") for c in cands] if len(groups) == 1 else [
         (c, g) for c in cands for g in (groups if c.role != "decode" else ("",))]
