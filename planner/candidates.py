@@ -70,8 +70,10 @@ def best_spec_depth(space: SearchSpace, gpu: str, par: ParallelConfig, chunk: in
                     classes: list[RequestClass]) -> tuple[dict[str, Capacity], int, Setup]:
     """Speculation depth k ∈ {0, …, k_max} (0 = off) giving this instance type the most capacity — summed over
     the classes, each relative to its best k — the smallest k on ties: (capacities, k, instance with it)."""
+    spec = space.builder.levers.spec
+    assert spec is not None, "speculation depth searched without --spec"
     tried = []
-    for k in range(space.builder.levers.spec.k_max + 1):
+    for k in range(spec.k_max + 1):
         s = space.builder.build(gpu, par, chunk, skew, spec_k=k)
         tried.append((k, s, {c.name: role_capacity(s, role, c) for c in classes}))
     top = {c.name: max(caps[c.name].rate_rps for _, _, caps in tried) for c in classes}

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from planner.bounds import MAX_POWER_W, bounded
@@ -91,7 +92,7 @@ def apply_power_cap(gpu, cap_w: float):
     return replace(gpu, peak_tflops=FrozenDict({k: v * f for k, v in gpu.peak_tflops.items()}), tdp_w=float(cap_w))
 
 
-def power_cap_notes(fleet: list[str], caps: dict[str, float] | None, extra_dirs=()) -> list[str]:
+def power_cap_notes(fleet: list[str], caps: Mapping[str, float] | None, extra_dirs=()) -> list[str]:
     """One note per capped GPU type of `fleet` (canonical names, in that order) saying what its cap does; a cap
     on a GPU type outside the fleet is bad input. The caps themselves are applied by planner.instance."""
     if not caps:
@@ -112,7 +113,7 @@ def power_cap_notes(fleet: list[str], caps: dict[str, float] | None, extra_dirs=
     return notes
 
 
-def capped_gpu(gpu, caps: dict[str, float] | None, extra_dirs=()):
+def capped_gpu(gpu, caps: Mapping[str, float] | None, extra_dirs=()):
     """`gpu` with its cap from `caps` (names or aliases) applied, or unchanged when it has none."""
     if not caps:
         return gpu

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from planner.candidates import Candidate, SearchSpace, enumerate_candidates, no_candidate_reason
 from planner.errors import InfeasibleError, PlannerInputError
@@ -18,6 +19,10 @@ from planner.parallel import parallel_configs
 from planner.plan import InstancePlan, Plan
 from planner.serving import latency_at
 from planner.workload import RequestClass
+
+if TYPE_CHECKING:
+    from planner.calibrate import Calibration
+    from planner.spec import SpecConfig
 
 # Fleets assumed when the user names none (said in the output): one 8-GPU H100 node to maximise goodput on;
 # for a cost search, an unlimited choice of the common cloud GPUs.
@@ -44,9 +49,9 @@ class Request:
     link_gbps: float | None = None  # --link prefill-decode=…: one P <-> D link of this many GB/s (pools apart)
     expert_loads: tuple[float, ...] | None = None  # measured per-expert counts; None -> Zipf default
     extra_hwdb: tuple = ()
-    calibration: object = None  # planner.calibrate.Calibration
+    calibration: Calibration | None = None  # --calibration
     power_cap: dict | None = None  # GPU type -> board power cap, W (planner.energy: lower SM clock)
-    spec: object = None  # planner.spec.SpecConfig: speculative decoding (--spec), k chosen per instance type
+    spec: SpecConfig | None = None  # --spec: speculative decoding, k chosen per instance type
     kv_compression: float = 1.0  # --kv-compression: P -> D KV transfer ships kv_bytes / this
 
     @property
@@ -78,7 +83,7 @@ def _fleet(req: Request, builder: InstanceBuilder) -> tuple[list, dict | None, l
     inventory = req.inventory
     if inventory is None:
         if req.objective in ("cost", "energy"):
-            names = DEFAULT_COST_GPUS
+            names = list(DEFAULT_COST_GPUS)
             notes.append(f"no --gpus given: choosing freely among {', '.join(names)} (unlimited)")
         else:
             inventory = dict(DEFAULT_GOODPUT_FLEET)

@@ -325,7 +325,7 @@ def collocated_capacity(setup: Setup, cls: RequestClass) -> Capacity:
 
     def state(r: float) -> CollocatedState:
         near = min(solved, key=lambda x: abs(x - r)) if solved else None
-        st = collocated_state(setup, cls, r, solved.get(near))
+        st = collocated_state(setup, cls, r, solved[near] if near is not None else None)
         if not st.over_budget:
             solved[r] = st.iteration_s
         return st
