@@ -286,24 +286,22 @@ def model_show(model: str = typer.Argument(..., help="Bundled name, HF id, our Y
 # ---- estimate ------------------------------------------------------------------------------------------------
 
 def _setup(model, gpu, tp, pp, ep, dp, engine, dtype, kv_dtype, chunk, calibration, hwdb_dirs=()):
-    import hwdb
-    from planner.estimate import Setup
+    from planner.instance import InstanceBuilder, Levers
     from planner.model import dtype_bytes, load_model
     from planner.parallel import ParallelConfig, check_parallel
 
     m = load_model(model)
-    g = hwdb.load_gpu(gpu, extra_dirs=tuple(hwdb_dirs))
-    eng = hwdb.load_engine(engine).for_gpu(g)
     for field_name, d in (("--dtype", dtype), ("--kv-dtype", kv_dtype)):
         dtype_bytes(d, field_name)
+    cal = None
     if calibration:
         from planner.calibrate import load_calibration
 
         cal = load_calibration(calibration)
-        g, eng = cal.apply_gpu(g), cal.apply_engine(eng)
+    builder = InstanceBuilder(m, engine, dtype, kv_dtype, Levers(calibration=cal, hwdb_dirs=tuple(map(str, hwdb_dirs))))
     par = ParallelConfig(tp, pp, ep, dp)
-    check_parallel(m, par, g.scaleup_domain_gpus, dtype=dtype)
-    return Setup(m, g, par, eng, dtype, kv_dtype, chunk or 0)
+    check_parallel(m, par, builder.gpu(gpu).scaleup_domain_gpus, dtype=dtype)
+    return builder.build(gpu, par, chunk or 0)
 
 
 @app.command()
@@ -351,8 +349,9 @@ def estimate(model: str = typer.Argument(..., help="Bundled name, HF id, our YAM
     goodput = None
     if the_slo is not None:
         from planner.serving import collocated_capacity
+        from planner.workload import RequestClass
 
-        goodput = collocated_capacity(s, isl, osl, the_slo).rate_rps
+        goodput = collocated_capacity(s, RequestClass("estimate", isl, osl, 0.0, the_slo)).rate_rps
     mem = e.memory
     data = {"model": s.model.name, "gpu": s.gpu.name, "parallel": s.par.label(), "engine": s.engine.name,
             "dtype": dtype, "kv_dtype": kv_dtype, "isl": isl, "osl": osl, "batch": e.batch,

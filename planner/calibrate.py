@@ -5,7 +5,7 @@ CSV (one row per run; empty cells = not measured; other columns ignored), column
   id, ttft_ms, tpot_ms, output_tokens_per_s_per_gpu   (required: model, gpu, tp, isl, osl and one measured mean;
   engine vllm, dtype/kv_dtype bf16, pp/ep/dp 1 by default; mode = concurrency | offline | rate, by default rate
   when a rate is given, else concurrency when a concurrency is given, else offline)
-or the long form of DESIGN §8: model, gpu, tp, pp, ep, isl, osl, batch | rate, metric, value.
+or the long form: model, gpu, tp, pp, ep, isl, osl, batch | rate, metric, value.
 The README's "Calibrating to your measurements" and `planner calibrate --help` document the same format.
 """
 
@@ -244,15 +244,12 @@ def load_calibration(path) -> Calibration:
 
 def predict(point: MeasuredPoint, calibration: Calibration | None = None) -> dict:
     """Our estimate for a measured point: {metric: value}; raises InfeasibleError if the config does not fit."""
-    import hwdb
     from planner import estimate
+    from planner.instance import InstanceBuilder, Levers
     from planner.model import load_model
 
-    gpu = hwdb.load_gpu(point.gpu)
-    engine = hwdb.load_engine(point.engine).for_gpu(gpu)
-    if calibration is not None:
-        gpu, engine = calibration.apply_gpu(gpu), calibration.apply_engine(engine)
-    setup = estimate.Setup(load_model(point.model), gpu, point.par, engine, point.dtype, point.kv_dtype)
+    setup = InstanceBuilder(load_model(point.model), point.engine, point.dtype, point.kv_dtype,
+                            Levers(calibration=calibration)).build(point.gpu, point.par)
     if point.mode == "offline":
         e = estimate.offline(setup, point.isl, point.osl)
     elif point.mode == "rate":

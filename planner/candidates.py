@@ -3,12 +3,13 @@ and drop the dominated ones before the MILP sees them."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
+from planner.errors import InfeasibleError
 from planner.estimate import Setup
-from planner.model import ModelSpec
+from planner.instance import InstanceBuilder
 from planner.parallel import ParallelConfig, parallel_configs
-from planner.serving import Capacity, collocated_capacity, decode_capacity, prefill_capacity
+from planner.serving import Capacity, role_capacity
 from planner.workload import RequestClass
 
 ROLES = {"agg": ("agg",), "disagg": ("prefill", "decode"), "auto": ("agg", "prefill", "decode"),
@@ -19,16 +20,32 @@ PREFILL_BUDGET_TOKENS = 16384  # batch budget of a dedicated prefill instance
 
 @dataclass(frozen=True)
 class Candidate:
-    gpu: str
-    par: ParallelConfig
-    role: str  # agg | prefill | decode
-    chunk_tokens: int
-    cost_usd_per_h: float
+    setup: Setup = field(repr=False)  # the configured instance (planner/instance.py)
+    role: str  # agg | prefill | decode | multiplex
     capacity: dict[str, Capacity]  # request class -> SLO capacity of one instance
     max_batch: int
-    skew: float = 1.0  # MoE expert-placement imbalance used
     sm_fraction: float = 0.0  # multiplex role: prefill's share of the SMs (planner/multiplex.py); else 0
     spec_k: int | None = None  # with --spec: draft tokens per verify step chosen (0 = off); None without --spec
+
+    @property
+    def gpu(self) -> str:
+        return self.setup.gpu.name
+
+    @property
+    def par(self) -> ParallelConfig:
+        return self.setup.par
+
+    @property
+    def chunk_tokens(self) -> int:
+        return self.setup.chunk_tokens
+
+    @property
+    def skew(self) -> float:
+        return self.setup.skew  # MoE expert-placement imbalance used
+
+    @property
+    def cost_usd_per_h(self) -> float:
+        return self.setup.gpu.cost_usd_per_h * self.par.gpus
 
     @property
     def name(self) -> str:
@@ -42,38 +59,23 @@ class Candidate:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    model: ModelSpec
-    engine: object
-    dtype: str = "bf16"
-    kv_dtype: str = "bf16"
+    builder: InstanceBuilder  # model, engine, dtypes and levers of every instance
     mode: str = "auto"
     max_gpus_per_instance: int = 64
     allow_cross_node_tp: bool = False
-    link_gbps: float | None = None  # P/D KV path override (GB/s)
-    expert_skew: dict | None = None  # gpu-independent: ep -> placement imbalance (from solvers.experts)
-    spec: object = None  # planner.spec.SpecConfig: speculative decoding, k searched in 0..k_max
-    kv_compression: float = 1.0  # P -> D KV transfer ratio (planner/kvtransfer.py)
+    expert_skew: dict[int, float] | None = None  # gpu-independent: ep -> placement imbalance (solvers.experts)
 
 
-def role_capacity(setup: Setup, role: str, cls: RequestClass, link_gbps: float | None) -> Capacity:
-    ca2 = cls.arrival_ca2  # 1 (Poisson) unless the class is bursty (issue 8)
-    if role == "prefill":
-        return prefill_capacity(setup, cls.isl, cls.slo, link_gbps, ca2)
-    if role == "decode":
-        return decode_capacity(setup, cls.isl, cls.osl, cls.slo, ca2)
-    return collocated_capacity(setup, cls.isl, cls.osl, cls.slo, ca2)
-
-
-def best_spec_depth(setup: Setup, role: str, classes: list[RequestClass], space: SearchSpace,
-                    domain: int) -> tuple[dict[str, Capacity], int, Setup]:
+def best_spec_depth(space: SearchSpace, gpu: str, par: ParallelConfig, chunk: int, skew: float, role: str,
+                    classes: list[RequestClass]) -> tuple[dict[str, Capacity], int, Setup]:
     """Speculation depth k ∈ {0, …, k_max} (0 = off) giving this instance type the most capacity — summed over
-    the classes, each relative to its best k — the smallest k on ties: (capacities, k, setup with it)."""
-    from planner.spec import resolve
-
+    the classes, each relative to its best k — the smallest k on ties: (capacities, k, instance with it)."""
+    spec = space.builder.levers.spec
+    assert spec is not None, "speculation depth searched without --spec"
     tried = []
-    for k in range(space.spec.k_max + 1):
-        s = replace(setup, spec=resolve(space.spec, space.model, setup.par, k, domain))
-        tried.append((k, s, {c.name: role_capacity(s, role, c, space.link_gbps) for c in classes}))
+    for k in range(spec.k_max + 1):
+        s = space.builder.build(gpu, par, chunk, skew, spec_k=k)
+        tried.append((k, s, {c.name: role_capacity(s, role, c) for c in classes}))
     top = {c.name: max(caps[c.name].rate_rps for _, _, caps in tried) for c in classes}
     k, s, caps = max(tried, key=lambda t: (sum(t[2][n].rate_rps / top[n] for n in top if top[n] > 0), -t[0]))
     return caps, k, s
@@ -94,42 +96,75 @@ def prune(cands: list[Candidate]) -> list[Candidate]:
 
 def enumerate_candidates(space: SearchSpace, gpus: list, classes: list[RequestClass],
                          inventory: dict[str, int] | None, progress=None) -> tuple[list[Candidate], list[Candidate]]:
-    """(all evaluated candidates with any capacity, the non-dominated ones for the MILP).
-    `progress(done, total)` is called after each (GPU, parallel config) when given."""
+    """(all evaluated candidates with any capacity, the non-dominated ones for the MILP). `gpus`: the fleet's
+    GPU types as the builder configured them. `progress(done, total)` is called after each (GPU, parallel
+    config) when given."""
+    builder = space.builder
     evaluated = []
     work = []
     for gpu in sorted(gpus, key=lambda g: g.name):
         limit = min(space.max_gpus_per_instance, (inventory or {}).get(gpu.name, space.max_gpus_per_instance))
-        work += [(gpu, par) for par in parallel_configs(space.model, gpu.scaleup_domain_gpus, limit,
-                                                          space.allow_cross_node_tp, space.dtype)]
+        work += [(gpu, par) for par in parallel_configs(builder.model, gpu.scaleup_domain_gpus, limit,
+                                                          space.allow_cross_node_tp, builder.dtype)]
     longest = max(c.isl + c.osl for c in classes)
     for done, (gpu, par) in enumerate(work, start=1):
         if progress:
             progress(done, len(work))
         skew = (space.expert_skew or {}).get(par.ep, 1.0)
-        base = Setup(space.model, gpu, par, space.engine.for_gpu(gpu), space.dtype, space.kv_dtype, 0, skew,
-                     kv_compression=space.kv_compression)
-        if not base.memory(longest).fits:
+        if not builder.build(gpu.name, par, 0, skew).memory(longest).fits:
             continue
         for role in ROLES[space.mode]:
             for chunk in CHUNK_CHOICES if role == "agg" else (PREFILL_BUDGET_TOKENS,):
-                setup = replace(base, chunk_tokens=chunk)
                 spec_k = None
-                if space.spec is not None and role in ("agg", "decode"):
-                    caps, spec_k, setup = best_spec_depth(setup, role, classes, space, gpu.scaleup_domain_gpus)
+                if builder.levers.spec is not None and role in ("agg", "decode"):
+                    caps, spec_k, setup = best_spec_depth(space, gpu.name, par, chunk, skew, role, classes)
                 else:
-                    caps = {c.name: role_capacity(setup, role, c, space.link_gbps) for c in classes}
+                    setup = builder.build(gpu.name, par, chunk, skew)
+                    caps = {c.name: role_capacity(setup, role, c) for c in classes}
                 if any(cap.rate_rps > 0 for cap in caps.values()):
-                    evaluated.append(Candidate(gpu.name, par, role, chunk, gpu.cost_usd_per_h * par.gpus, caps,
-                                               setup.memory(longest).max_batch, skew, spec_k=spec_k))
+                    evaluated.append(Candidate(setup, role, caps, setup.memory(longest).max_batch, spec_k=spec_k))
         if space.mode == "multiplex":  # intra-GPU P/D: prefill on a share f of the SMs, decode on the rest
             from planner.multiplex import SM_FRACTIONS, multiplex_capacity
 
-            setup = replace(base, chunk_tokens=PREFILL_BUDGET_TOKENS)
+            setup = builder.build(gpu.name, par, PREFILL_BUDGET_TOKENS, skew)
             for frac in SM_FRACTIONS:
-                caps = {c.name: multiplex_capacity(setup, frac, c, space.link_gbps) for c in classes}
+                caps = {c.name: multiplex_capacity(setup, frac, c) for c in classes}
                 if any(cap.rate_rps > 0 for cap in caps.values()):
-                    evaluated.append(Candidate(gpu.name, par, "multiplex", PREFILL_BUDGET_TOKENS,
-                                               gpu.cost_usd_per_h * par.gpus, caps, setup.memory(longest).max_batch,
-                                               skew, sm_fraction=frac))
+                    evaluated.append(Candidate(setup, "multiplex", caps, setup.memory(longest).max_batch,
+                                               sm_fraction=frac))
     return evaluated, prune(evaluated)
+
+
+def no_candidate_reason(space: SearchSpace, gpus: list, classes: list[RequestClass],
+                        inventory: dict[str, int] | None) -> InfeasibleError:
+    """Why no instance type meets the SLOs: memory, or an SLO below the best single-request latency."""
+    from planner.estimate import require_fit
+    from planner.serving import collocated_state
+
+    builder, most = space.builder, space.max_gpus_per_instance
+    fits = []
+    for gpu in gpus:
+        limit = min(most, (inventory or {}).get(gpu.name, most))
+        for par in parallel_configs(builder.model, gpu.scaleup_domain_gpus, limit, dtype=builder.dtype):
+            setup = builder.build(gpu.name, par)
+            try:
+                require_fit(setup, max(c.isl for c in classes), max(c.osl for c in classes))
+            except InfeasibleError:
+                continue
+            fits.append(setup)
+    if not fits:
+        sizes = ", ".join(f"{g.name} ≤{min(most, (inventory or {}).get(g.name, 64))}" for g in gpus)
+        return InfeasibleError(f"{builder.model.name} ({builder.dtype}) fits on no instance the fleet allows "
+                               f"({sizes} GPUs)", binding="memory", hint="add GPUs, use larger-memory GPUs, or --dtype fp8")
+    # lowest achievable TPOT / TTFT of any fitting config at (near) zero load, per class
+    cls = classes[0]
+    best = min(fits, key=lambda s: collocated_state(replace(s, chunk_tokens=max(cls.isl, 2048)), cls, 1e-9).tpot_s)
+    st = collocated_state(replace(best, chunk_tokens=max(cls.isl, 2048)), cls, 1e-9)
+    if st.tpot_s * 1e3 > cls.slo.tpot_ms:
+        return InfeasibleError(f"TPOT {cls.slo.tpot_ms:g} ms is below the {st.tpot_s * 1e3:.1f} ms floor of any config "
+                               f"on {', '.join(g.name for g in gpus)}; fastest is {best.gpu.name} "
+                               f"{best.par.label()}", binding="tpot_slo",
+                               hint=f"relax --slo tpot to ≥ {st.tpot_s * 1e3 * 1.05:.1f}ms or use faster GPUs")
+    return InfeasibleError(f"TTFT {cls.slo.ttft_ms:g} ms is below the {st.ttft_s * 1e3:.0f} ms floor of any config "
+                           f"(prompt of {cls.isl} tokens); fastest is {best.gpu.name} {best.par.label()}",
+                           binding="ttft_slo", hint=f"relax --slo ttft to ≥ {st.ttft_s * 1.1:.2f}s or shorten prompts")

@@ -42,11 +42,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from planner.bounds import MAX_POWER_W, bounded
 from planner.errors import PlannerInputError
+from planner.estimate import Setup
 from planner.perf.step import StepShape
+from planner.serving import Capacity, collocated_state, decode_iteration_s, prefill_batch
+from planner.workload import RequestClass
 
 MIN_CLOCK_FRACTION = 0.3  # lowest SM clock (fraction of boost) the cubic DVFS law is applied down to
 
@@ -88,30 +92,28 @@ def apply_power_cap(gpu, cap_w: float):
     return replace(gpu, peak_tflops=FrozenDict({k: v * f for k, v in gpu.peak_tflops.items()}), tdp_w=float(cap_w))
 
 
-def apply_power_caps(gpus: list, caps: dict[str, float] | None, extra_dirs=()) -> tuple[list, list[str]]:
-    """Caps (GPU name or alias -> W) applied to the fleet's GpuSpecs; returns (gpus, notes)."""
+def power_cap_notes(fleet: list[str], caps: Mapping[str, float] | None, extra_dirs=()) -> list[str]:
+    """One note per capped GPU type of `fleet` (canonical names, in that order) saying what its cap does; a cap
+    on a GPU type outside the fleet is bad input. The caps themselves are applied by planner.instance."""
     if not caps:
-        return gpus, []
+        return []
     import hwdb
 
     by_name = {hwdb.load_gpu(n, extra_dirs=extra_dirs).name: w for n, w in caps.items()}
-    fleet = {g.name for g in gpus}
-    missing = sorted(set(by_name) - fleet)
+    missing = sorted(set(by_name) - set(fleet))
     if missing:
         raise PlannerInputError(f"--power-cap: {missing[0]} is not in the fleet ({', '.join(sorted(fleet))})")
-    out, notes = [], []
-    for g in gpus:
-        if g.name in by_name:
-            capped = apply_power_cap(g, by_name[g.name])
-            f = clock_fraction(g, by_name[g.name])
-            notes.append(f"power cap {g.name} {by_name[g.name]:g} W (TDP {g.tdp_w:g} W): SM clock ×{f:.3f} → peak "
+    notes = []
+    for name in fleet:
+        if name in by_name:
+            g = hwdb.load_gpu(name, extra_dirs=extra_dirs)
+            f = clock_fraction(g, by_name[name])
+            notes.append(f"power cap {name} {by_name[name]:g} W (TDP {g.tdp_w:g} W): SM clock ×{f:.3f} → peak "
                          f"FLOP/s ×{f:.3f}; HBM bandwidth unchanged")
-            g = capped
-        out.append(g)
-    return out, notes
+    return notes
 
 
-def capped_gpu(gpu, caps: dict[str, float] | None, extra_dirs=()):
+def capped_gpu(gpu, caps: Mapping[str, float] | None, extra_dirs=()):
     """`gpu` with its cap from `caps` (names or aliases) applied, or unchanged when it has none."""
     if not caps:
         return gpu
@@ -134,71 +136,50 @@ def _share(step) -> float:
     return step.gpu_s / step.time_s if step.time_s > 0 else 0.0
 
 
-def _prefill_activity(setup, isl: float, rate: float) -> float:
-    """ρ · kernel share; the per-prompt service follows serving.prefill_ttft_s (prompts that arrive while one
-    batch runs share the next one, up to the token budget)."""
-    from planner.serving import prefill_service_s
-
-    alone, service = prefill_service_s(setup, isl)
-    step = setup.step(StepShape(prefill_tokens=isl, prefill_seq_len=isl))
+def _prefill_activity(setup: Setup, cls: RequestClass, rate: float) -> float:
+    """ρ · kernel share at the prefill queue's operating point (serving.prefill_batch)."""
     if rate <= 0:
         return 0.0
-    if isl < setup.chunk:
-        for _ in range(3):
-            rho = rate * service
-            if rho >= 1:
-                break
-            k = min(setup.chunk / isl, 1 + rate * rho * service / (2 * (1 - rho)))
-            step = setup.step(StepShape(prefill_tokens=k * isl, prefill_seq_len=isl))
-            service = max(service, max(alone, step.time_s) / k)
+    step, service = prefill_batch(setup, cls.isl, rate, cls.arrival_ca2)
     return min(1.0, rate * service) * _share(step)
 
 
-def _decode_activity(setup, isl: float, osl: float, rate: float, batch: float | None = None) -> float:
-    ctx = isl + osl / 2
+def _decode_activity(setup: Setup, cls: RequestClass, rate: float, batch: float | None = None) -> float:
     if rate <= 0:
         return 0.0
-    if batch is None:  # fixed point B = λ·osl·T(B), as serving.decode_tpot_s
-        t = setup.step(StepShape(decode_seqs=1, decode_context=ctx)).time_s
-        for _ in range(30):
-            t_new = setup.step(StepShape(decode_seqs=max(rate * osl * t, 1.0), decode_context=ctx)).time_s
-            if abs(t_new - t) < 1e-6 * t:
-                t = t_new
-                break
-            t = t_new
-        batch = rate * osl * t
-    step = setup.step(StepShape(decode_seqs=max(batch, 1.0), decode_context=ctx))
+    if batch is None:  # Little's law at the decode fixed point (serving.decode_iteration_s)
+        batch = rate * cls.osl * decode_iteration_s(setup, cls, rate)
+    step = setup.step(StepShape(decode_seqs=max(batch, 1.0), decode_context=cls.isl + cls.osl / 2))
     return -math.expm1(-batch) * _share(step)
 
 
-def _agg_activity(setup, isl: float, osl: float, slo, rate: float, batch: float | None = None) -> float:
-    from planner.serving import collocated_state
-
+def _agg_activity(setup: Setup, cls: RequestClass, rate: float, batch: float | None = None) -> float:
     if rate <= 0:
         return 0.0
-    ctx = isl + osl / 2
+    isl, ctx = cls.isl, cls.isl + cls.osl / 2
     if batch is None:
-        st = collocated_state(setup, isl, osl, slo, rate)
+        st = collocated_state(setup, cls, rate)
         if not math.isfinite(st.tpot_s):
             return 1.0  # overloaded: the engine never idles
         t, batch = st.iteration_s, st.batch
     else:
-        t = batch / (rate * osl) if batch > 0 else setup.step(StepShape(1.0, ctx, isl, isl)).time_s
+        t = batch / (rate * cls.osl) if batch > 0 else setup.step(StepShape(1.0, ctx, isl, isl)).time_s
     step = setup.step(StepShape(max(batch, 1.0), ctx, rate * t * isl, isl))
     return -math.expm1(-(batch + rate * t)) * _share(step)
 
 
-def activity(setup, role: str, isl: float, osl: float, slo, rate: float, batch: float | None = None) -> float:
+def activity(setup: Setup, role: str, cls: RequestClass, rate: float, batch: float | None = None) -> float:
     """Fraction of the time one GPU of an instance of `role` draws active power at per-instance `rate` (req/s)
     of one request class. `batch`, when known (a Capacity's mean batch at that rate), skips the fixed point."""
     if role == "prefill":
-        return _prefill_activity(setup, isl, rate)
+        return _prefill_activity(setup, cls, rate)
     if role == "decode":
-        return _decode_activity(setup, isl, osl, rate, batch)
-    return _agg_activity(setup, isl, osl, slo, rate, batch)
+        return _decode_activity(setup, cls, rate, batch)
+    return _agg_activity(setup, cls, rate, batch)
 
 
-def instance_watts(setup, role: str, loads: dict, classes: dict, capacity: dict) -> float:
+def instance_watts(setup: Setup, role: str, loads: dict[str, float], classes: dict[str, RequestClass],
+                   capacity: dict[str, float]) -> float:
     """Power of ONE instance carrying per-instance `loads` (class -> req/s). With several classes the instance
     splits its time between them in proportion to their load fractions λ_s / cap_s (Mélange's form, as the
     MILP), each at the activity it shows serving that class alone at its share of the capacity."""
@@ -206,15 +187,14 @@ def instance_watts(setup, role: str, loads: dict, classes: dict, capacity: dict)
     total = sum(u.values())
     act = 0.0
     for s, us in sorted(u.items()):
-        c = classes[s]
-        act += us / total * activity(setup, role, c.isl, c.osl, c.slo, min(total, 1.0) * capacity[s])
+        act += us / total * activity(setup, role, classes[s], min(total, 1.0) * capacity[s])
     return setup.par.gpus * gpu_watts(setup.gpu, act)
 
 
-def full_load_watts(setup, role: str, classes: list, capacity: dict) -> float:
+def full_load_watts(setup: Setup, role: str, classes: list[RequestClass], capacity: dict[str, Capacity]) -> float:
     """Power of one instance serving at its SLO capacity (the most demanding class): what `--objective energy`
     charges per instance in the MILP (an upper estimate of its power at any lower load)."""
-    acts = [activity(setup, role, c.isl, c.osl, c.slo, capacity[c.name].rate_rps,
+    acts = [activity(setup, role, c, capacity[c.name].rate_rps,
                      capacity[c.name].batch if role != "prefill" else None)
             for c in classes if capacity[c.name].rate_rps > 0]
     return setup.par.gpus * gpu_watts(setup.gpu, max(acts, default=0.0))

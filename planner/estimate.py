@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from planner.bounds import MAX_BATCH, MAX_RATE_RPS, bounded
 from planner.errors import InfeasibleError
@@ -24,6 +25,11 @@ from planner.model import ModelSpec
 from planner.parallel import ParallelConfig
 from planner.perf.memory import MemoryBreakdown, memory_breakdown
 from planner.perf.step import StepShape, StepTime, step_time
+from planner.roots import root
+
+if TYPE_CHECKING:
+    from hwdb import EngineProfile, GpuSpec
+    from planner.spec import Speculation
 
 
 @dataclass(frozen=True)
@@ -42,35 +48,42 @@ class Estimate:
 
 @dataclass(frozen=True)
 class Setup:
-    """Everything fixed about an instance except its load."""
+    """One configured instance: everything fixed about it except its load. Built by planner.instance (where each
+    lever is applied, in one order); serving, energy, estimate and simulate evaluate it through memory() and
+    step(), so a lever that changes the instance reaches all of them."""
     model: ModelSpec
-    gpu: object
+    gpu: GpuSpec
     par: ParallelConfig
-    engine: object
+    engine: EngineProfile
     dtype: str = "bf16"
     kv_dtype: str = "bf16"
     chunk_tokens: int = 0  # 0 -> the engine's default token budget
     skew: float = 1.0  # extra MoE load imbalance from skewed routing (solvers.experts), ≥ 1
-    spec: object = None  # planner.spec.Speculation (k fixed) or None: no speculative decoding
+    spec: Speculation | None = None  # speculative decoding at a fixed depth k (planner/spec.py); None: off
     kv_compression: float = 1.0  # P -> D KV transfer ships kv_bytes / kv_compression (KVServe-style codecs)
+    link_gbps: float | None = None  # P -> D path when the pools sit apart, GB/s (planner/kvtransfer.py)
 
     @property
     def chunk(self) -> int:
         return self.chunk_tokens or self.engine.default_chunk_tokens
 
-    def memory(self, context_tokens: float) -> MemoryBreakdown:
-        if self.spec is not None:  # the drafter's weights and KV share every GPU (planner/spec.py)
-            from planner.spec import extra_memory
+    def chunk_units(self) -> tuple[float, float]:
+        """(token budget of an iteration, budget tokens per decoding sequence) in the units of step(): one
+        iteration per token, or per output token under speculation (Speculation.chunk_units)."""
+        return self.spec.chunk_units(self.chunk) if self.spec is not None else (float(self.chunk), 1.0)
 
-            w, kv = extra_memory(self.spec, self.dtype, self.kv_dtype)
-            return memory_breakdown(self.model, self.gpu, self.par, dtype=self.dtype, kv_dtype=self.kv_dtype,
-                                    context_tokens=context_tokens, chunk_tokens=self.chunk, engine=self.engine,
-                                    extra_weight_bytes=w, extra_kv_bytes_per_token=kv)
+    def memory(self, context_tokens: float) -> MemoryBreakdown:
+        """Memory per GPU at `context_tokens` per sequence, a speculative drafter's weights and KV included."""
+        from planner.spec import extra_memory
+
+        w, kv = extra_memory(self.spec, self.dtype, self.kv_dtype) if self.spec is not None else (0.0, 0.0)
         return memory_breakdown(self.model, self.gpu, self.par, dtype=self.dtype, kv_dtype=self.kv_dtype,
-                                context_tokens=context_tokens, chunk_tokens=self.chunk, engine=self.engine)
+                                context_tokens=context_tokens, chunk_tokens=self.chunk, engine=self.engine,
+                                extra_weight_bytes=w, extra_kv_bytes_per_token=kv)
 
     def step(self, shape: StepShape) -> StepTime:
-        if self.spec is not None and shape.decode_seqs > 0:  # time per output token (planner/spec.py)
+        """One engine iteration; under speculation a decode-carrying one is timed per output token."""
+        if self.spec is not None and shape.decode_seqs > 0:
             from planner.spec import speculative_step
 
             return speculative_step(self, shape)
@@ -155,22 +168,15 @@ def offline(setup: Setup, isl: float, osl: float) -> Estimate:
 
 
 def at_rate(setup: Setup, isl: float, osl: float, rate_rps: float) -> Estimate:
-    """Open-loop arrivals: concurrency from Little's law N = λ·(TTFT + (osl−1)·TPOT(N)), solved by bisection."""
+    """Open-loop arrivals: concurrency from Little's law N = λ·(TTFT + (osl−1)·TPOT(N)), solved by Brent's method."""
     bounded(rate_rps, "rate", 0, MAX_RATE_RPS, lo_open=True, unit=" req/s")
     top = steady_state(setup, isl, osl, require_fit(setup, isl, osl).max_batch)
     if rate_rps > top.request_rate_rps:
         raise InfeasibleError(f"rate {rate_rps:g} req/s exceeds this instance's capacity of "
                               f"{top.request_rate_rps:.3g} req/s", binding="capacity",
                               hint="add instances (planner optimize sizes the fleet) or lower the rate")
-    lo, hi = 1.0, float(top.batch)
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        e = steady_state(setup, isl, osl, mid)
-        if e.request_rate_rps < rate_rps:
-            lo = mid
-        else:
-            hi = mid
-    return steady_state(setup, isl, osl, hi)
+    batch = root(lambda b: steady_state(setup, isl, osl, b).request_rate_rps - rate_rps, 1.0, float(top.batch))
+    return steady_state(setup, isl, osl, batch)
 
 
 def breakdown_rows(step: StepTime) -> list[dict]:

@@ -2,8 +2,8 @@
 
 Loads our own small YAML schema (bundled models live in planner/models/) or a HuggingFace config.json as-is.
 Parameter-count convention: total and active counts include the input embedding and the LM head (counted
-twice when untied), attention, MLP/experts, routers and norms. FLOP counts use `matmul_params_per_token`,
-which leaves out the embedding lookup.
+twice when untied), attention, MLP/experts, routers and norms. FLOP counts come from the per-op shapes
+(planner/perf/step.py), not from these totals.
 """
 
 from __future__ import annotations
@@ -162,18 +162,18 @@ class ModelSpec:
     def routed_expert_params_total(self) -> int:
         return self.num_moe_layers * self.num_experts * self.expert_params
 
-    @property
-    def matmul_params_per_token(self) -> int:
-        """Weights each token multiplies (the input embedding is a lookup, not a GEMM)."""
-        return self.active_params - self.vocab_size * self.hidden_size - self.norm_params
-
     # ---- memory ---------------------------------------------------------------------------------------
+    def expert_dtype(self, dtype: str) -> str:
+        """Dtype the routed experts are stored and multiplied in when the model is served in `dtype`: a
+        checkpoint's narrower native expert dtype stays (gpt-oss's MXFP4 experts are never inflated to `dtype`),
+        otherwise `dtype` (equal widths: `dtype`, what the engine was asked for)."""
+        native = self.expert_weight_dtype
+        return native if native and dtype_bytes(native) < dtype_bytes(dtype) else dtype
+
     def weight_bytes(self, dtype: str | None = None) -> float:
-        """Bytes of all weights when stored in `dtype` (default: as shipped). Experts keep a native fp4."""
+        """Bytes of all weights when served in `dtype` (default: as shipped)."""
         dense_dtype = dtype or self.weight_dtype
-        expert_dtype = dtype or self.expert_weight_dtype or self.weight_dtype
-        if self.expert_weight_dtype and dtype and dtype_bytes(dtype) > dtype_bytes(self.expert_weight_dtype):
-            expert_dtype = self.expert_weight_dtype  # never inflate an fp4 checkpoint's experts
+        expert_dtype = self.expert_dtype(dtype) if dtype else self.expert_weight_dtype or self.weight_dtype
         experts = self.routed_expert_params_total
         return (self.total_params - experts) * dtype_bytes(dense_dtype) + experts * dtype_bytes(expert_dtype)
 

@@ -25,7 +25,7 @@ from dataclasses import replace
 from planner.estimate import Setup
 from planner.perf.step import StepShape
 from planner.serving import Capacity, decode_capacity, decode_tpot_s, prefill_capacity, prefill_ttft_s
-from planner.workload import RequestClass, Slo
+from planner.workload import RequestClass
 
 SM_FRACTIONS = (0.25, 0.5, 0.75)  # prefill's share of the SMs searched
 SM_SATURATION = 0.5  # share of the SMs that saturates HBM bandwidth (assumption, see the module doc)
@@ -52,23 +52,20 @@ def partition_setups(setup: Setup, f: float) -> tuple[Setup, Setup]:
     return pre, dec
 
 
-def multiplex_capacity(setup: Setup, f: float, cls: RequestClass, link_gbps: float | None = None) -> Capacity:
+def multiplex_capacity(setup: Setup, f: float, cls: RequestClass) -> Capacity:
     """Goodput of one multiplexed instance for one class: the rate both partitions sustain within the SLOs."""
     pre, dec = partition_setups(setup, f)
-    ca2 = cls.arrival_ca2
-    p = prefill_capacity(pre, cls.isl, cls.slo, link_gbps, ca2, handoff=False)
-    d = decode_capacity(dec, cls.isl, cls.osl, cls.slo, ca2)
+    p = prefill_capacity(pre, cls, handoff=False)
+    d = decode_capacity(dec, cls)
     if p.rate_rps <= 0 or d.rate_rps <= 0:
         return Capacity(0.0, p.ttft_ms, d.tpot_ms, 0.0, "slo_floor")
     rate = min(p.rate_rps, d.rate_rps)
     binding = "ttft" if p.rate_rps <= d.rate_rps else d.binding
-    ttft, tpot = multiplex_latency(setup, f, cls.isl, cls.osl, cls.slo, rate, ca2)
+    ttft, tpot = multiplex_latency(setup, f, cls, rate)
     return Capacity(rate, ttft, tpot, d.batch * rate / d.rate_rps, binding)
 
 
-def multiplex_latency(setup: Setup, f: float, isl: float, osl: float, slo: Slo, rate: float,
-                      ca2: float = 1.0) -> tuple[float, float]:
+def multiplex_latency(setup: Setup, f: float, cls: RequestClass, rate: float) -> tuple[float, float]:
     """(TTFT_p ms, TPOT_p ms) of a multiplexed instance at per-instance `rate`."""
     pre, dec = partition_setups(setup, f)
-    return (prefill_ttft_s(pre, isl, slo, rate, None, ca2, handoff=False) * 1e3,
-            decode_tpot_s(dec, isl, osl, slo, rate, ca2) * 1e3)
+    return prefill_ttft_s(pre, cls, rate, handoff=False) * 1e3, decode_tpot_s(dec, cls, rate) * 1e3

@@ -1,4 +1,4 @@
-"""`planner optimize`: model + workload + SLOs + fleet -> ranked plans (DESIGN §2).
+"""`planner optimize`: model + workload + SLOs + fleet -> ranked plans (docs/architecture.md, "Data flow").
 
 candidates (roofline + SLO capacity per class) -> solvers.mix (MILP: counts + routing) -> Plans with the
 latencies each instance shows at the load routed to it.
@@ -9,15 +9,20 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from planner.candidates import Candidate, SearchSpace, enumerate_candidates
+from planner.candidates import Candidate, SearchSpace, enumerate_candidates, no_candidate_reason
 from planner.errors import InfeasibleError, PlannerInputError
-from planner.estimate import Setup
+from planner.instance import InstanceBuilder, Levers
 from planner.model import ModelSpec
 from planner.parallel import parallel_configs
 from planner.plan import InstancePlan, Plan
 from planner.serving import latency_at
 from planner.workload import RequestClass
+
+if TYPE_CHECKING:
+    from planner.calibrate import Calibration
+    from planner.spec import SpecConfig
 
 # Fleets assumed when the user names none (said in the output): one 8-GPU H100 node to maximise goodput on;
 # for a cost search, an unlimited choice of the common cloud GPUs.
@@ -44,10 +49,20 @@ class Request:
     link_gbps: float | None = None  # --link prefill-decode=…: one P <-> D link of this many GB/s (pools apart)
     expert_loads: tuple[float, ...] | None = None  # measured per-expert counts; None -> Zipf default
     extra_hwdb: tuple = ()
-    calibration: object = None  # planner.calibrate.Calibration
+    calibration: Calibration | None = None  # --calibration
     power_cap: dict | None = None  # GPU type -> board power cap, W (planner.energy: lower SM clock)
-    spec: object = None  # planner.spec.SpecConfig: speculative decoding (--spec), k chosen per instance type
+    spec: SpecConfig | None = None  # --spec: speculative decoding, k chosen per instance type
     kv_compression: float = 1.0  # --kv-compression: P -> D KV transfer ships kv_bytes / this
+
+    @property
+    def levers(self) -> Levers:
+        return Levers(self.calibration, self.power_cap, self.spec, self.kv_compression, self.link_gbps,
+                      tuple(str(d) for d in self.extra_hwdb))
+
+
+def instance_builder(req: Request) -> InstanceBuilder:
+    """The builder of every instance of this request's plans: candidates, plan latencies, energy, the report."""
+    return InstanceBuilder(req.model, req.engine, req.dtype, req.kv_dtype, req.levers)
 
 
 @dataclass
@@ -60,31 +75,25 @@ class Result:
     wall_s: float = 0.0
 
 
-def _fleet(req: Request) -> tuple[list, dict | None, list[str]]:
-    import hwdb
+def _fleet(req: Request, builder: InstanceBuilder) -> tuple[list, dict | None, list[str]]:
+    """The fleet's GPU types as every instance sees them (planner.instance), its inventory and notes."""
+    from planner.energy import power_cap_notes
 
     notes = []
     inventory = req.inventory
     if inventory is None:
         if req.objective in ("cost", "energy"):
-            names = DEFAULT_COST_GPUS
+            names = list(DEFAULT_COST_GPUS)
             notes.append(f"no --gpus given: choosing freely among {', '.join(names)} (unlimited)")
         else:
             inventory = dict(DEFAULT_GOODPUT_FLEET)
             notes.append("no --gpus given: assuming one 8-GPU h100_sxm node")
     if inventory is not None:
         names = sorted(inventory)
-    gpus = [hwdb.load_gpu(n, extra_dirs=req.extra_hwdb) for n in names]
+    gpus = [builder.gpu(n) for n in names]
     if inventory is not None:  # canonical names (aliases resolved)
         inventory = {g.name: inventory[n] for g, n in zip(gpus, names)}
-    if req.calibration is not None:
-        gpus = [req.calibration.apply_gpu(g) for g in gpus]
-    if req.power_cap:
-        from planner.energy import apply_power_caps
-
-        gpus, cap_notes = apply_power_caps(gpus, req.power_cap, req.extra_hwdb)
-        notes += cap_notes
-    return gpus, inventory, notes
+    return gpus, inventory, notes + power_cap_notes([g.name for g in gpus], req.power_cap, req.extra_hwdb)
 
 
 # Default routing skew when no expert statistics are given: Zipf exponent 0.5 over the experts (an assumption,
@@ -115,40 +124,8 @@ def expert_skew(model: ModelSpec, eps: set[int], loads: tuple[float, ...] | None
     return {ep: round(p.imbalance, 3) for ep, p in expert_placements(model, eps, loads).items()}
 
 
-def instance_setup(req: Request, gpu, par, chunk_tokens: int, skew: float, spec_k: int | None) -> Setup:
-    """The Setup of one instance of a plan: speculation at its chosen depth, compressed KV hand-off. The one
-    construction used for plan latencies, energy and the report's breakdowns."""
-    setup = Setup(req.model, gpu, par, _engine(req).for_gpu(gpu), req.dtype, req.kv_dtype, chunk_tokens, skew)
-    if spec_k or req.kv_compression != 1.0:
-        from planner.spec import resolve
-
-        setup = replace(setup, spec=resolve(req.spec, req.model, par, spec_k or 0, gpu.scaleup_domain_gpus),
-                        kv_compression=req.kv_compression)
-    return setup
-
-
-def _instance_setup(c: Candidate, req: Request, gpu) -> Setup:
-    return instance_setup(req, gpu, c.par, c.chunk_tokens, c.skew, c.spec_k)
-
-
-def fleet_gpu(req: Request, name: str):
-    """A GPU of the request's fleet as the search saw it: user hwdb folders, calibration, power cap."""
-    import hwdb
-
-    gpu = hwdb.load_gpu(name, extra_dirs=req.extra_hwdb)
-    if req.calibration is not None:
-        gpu = req.calibration.apply_gpu(gpu)
-    if req.power_cap:
-        from planner.energy import capped_gpu
-
-        gpu = capped_gpu(gpu, req.power_cap, req.extra_hwdb)
-    return gpu
-
-
-def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[str, RequestClass], req: Request,
-              gpu) -> InstancePlan:
+def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[str, RequestClass]) -> InstancePlan:
     util = sum(r / (count * c.capacity[s].rate_rps) for s, r in load.items() if r > 0)
-    setup = _instance_setup(c, req, gpu)
     ttft = tpot = 0.0
     for s, r in sorted(load.items()):
         if r <= 0:
@@ -158,11 +135,9 @@ def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[st
         if c.role == "multiplex":
             from planner.multiplex import multiplex_latency
 
-            a, b = multiplex_latency(setup, c.sm_fraction, cls.isl, cls.osl, cls.slo, util * c.capacity[s].rate_rps,
-                                     cls.arrival_ca2)
+            a, b = multiplex_latency(c.setup, c.sm_fraction, cls, util * c.capacity[s].rate_rps)
         else:
-            a, b = latency_at(setup, c.role, cls.isl, cls.osl, cls.slo, util * c.capacity[s].rate_rps,
-                              req.link_gbps, cls.arrival_ca2)
+            a, b = latency_at(c.setup, c.role, cls, util * c.capacity[s].rate_rps)
         ttft, tpot = max(ttft, a), max(tpot, b)
     bindings = sorted({c.capacity[s].binding for s, r in load.items() if r > 0})
     return InstancePlan(c.role, c.gpu, count, c.par.tp, c.par.pp, c.par.ep, c.par.dp, c.max_batch, c.chunk_tokens,
@@ -170,14 +145,7 @@ def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[st
                         sm_fraction=c.sm_fraction, spec_k=c.spec_k)
 
 
-def _engine(req: Request):
-    import hwdb
-
-    eng = hwdb.load_engine(req.engine)
-    return req.calibration.apply_engine(eng) if req.calibration is not None else eng
-
-
-def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request, gpus: dict) -> Plan:
+def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request) -> Plan:
     if req.objective == "energy":  # the MILP's "cost" was watts: the plan's $/h from its instances
         sol = replace(sol, cost_usd_per_h=sum(n * cands[k].cost_usd_per_h for k, n in sol.counts.items()))
     classes = {c.name: c for c in req.classes}
@@ -185,7 +153,7 @@ def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request, gpus: dict)
     for name, count in sorted(sol.counts.items()):
         c = cands[name]
         load = {s: sol.routing.get((name, s), 0.0) for s in classes}
-        instances.append(_instance(c, count, load, classes, req, gpus[c.gpu]))
+        instances.append(_instance(c, count, load, classes))
     instances.sort(key=lambda i: ({"agg": 0, "prefill": 1, "decode": 2, "multiplex": 3}[i.role], i.gpu, -i.count))
     served = {s: sum(sol.routing.get((n, s), 0.0) for n in sol.counts
                      if cands[n].role in ("agg", "prefill", "multiplex")) for s in classes}
@@ -204,10 +172,10 @@ def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request, gpus: dict)
     usd_per_m = sol.cost_usd_per_h / (tokens * 3600) * 1e6 if tokens > 0 else 0.0
     plan = Plan(rank, sol.family, mode, goodput, tokens, tokens / n_gpus if n_gpus else 0.0, sol.cost_usd_per_h,
                 usd_per_m, dict(sol.gpus), tuple(instances), predicted, binding)
-    return _with_energy(plan, sol, cands, req, gpus)
+    return _with_energy(plan, sol, cands, req)
 
 
-def _with_energy(plan: Plan, sol, cands: dict[str, Candidate], req: Request, gpus: dict) -> Plan:
+def _with_energy(plan: Plan, sol, cands: dict[str, Candidate], req: Request) -> Plan:
     """The plan with its fleet power at the routed load and J per output token (planner/energy.py)."""
     from planner.energy import instance_watts, plan_energy
 
@@ -217,7 +185,7 @@ def _with_energy(plan: Plan, sol, cands: dict[str, Candidate], req: Request, gpu
         c = cands[name]
         per_instance = {s: sol.routing.get((name, s), 0.0) / count for s in classes}
         caps = {s: cap.rate_rps for s, cap in c.capacity.items()}
-        watts += count * instance_watts(_instance_setup(c, req, gpus[c.gpu]), c.role, per_instance, classes, caps)
+        watts += count * instance_watts(c.setup, c.role, per_instance, classes, caps)
     return replace(plan, energy=plan_energy(watts, plan.tokens_per_s).to_json())
 
 
@@ -269,50 +237,14 @@ def _binding_text(sol, req: Request) -> str:
     return text
 
 
-def _no_candidate_reason(req: Request, gpus: list, evaluated: list[Candidate]) -> InfeasibleError:
-    """Why no instance type meets the SLOs: memory, or an SLO below the best single-request latency."""
-    from planner.estimate import require_fit
-    from planner.serving import collocated_state
-
-    engine = _engine(req)
-    fits = []
-    for gpu in gpus:
-        limit = min(req.max_gpus_per_instance, (req.inventory or {}).get(gpu.name, req.max_gpus_per_instance))
-        for par in parallel_configs(req.model, gpu.scaleup_domain_gpus, limit, dtype=req.dtype):
-            setup = Setup(req.model, gpu, par, engine.for_gpu(gpu), req.dtype, req.kv_dtype)
-            try:
-                require_fit(setup, max(c.isl for c in req.classes), max(c.osl for c in req.classes))
-            except InfeasibleError:
-                continue
-            fits.append(setup)
-    if not fits:
-        sizes = ", ".join(f"{g.name} ≤{min(req.max_gpus_per_instance, (req.inventory or {}).get(g.name, 64))}"
-                          for g in gpus)
-        return InfeasibleError(f"{req.model.name} ({req.dtype}) fits on no instance the fleet allows ({sizes} GPUs)",
-                               binding="memory", hint="add GPUs, use larger-memory GPUs, or --dtype fp8")
-    # lowest achievable TPOT / TTFT of any fitting config at (near) zero load, per class
-    cls = req.classes[0]
-    best = min(fits, key=lambda s: collocated_state(replace(s, chunk_tokens=max(cls.isl, 2048)), cls.isl, cls.osl,
-                                                    cls.slo, 1e-9).tpot_s)
-    st = collocated_state(replace(best, chunk_tokens=max(cls.isl, 2048)), cls.isl, cls.osl, cls.slo, 1e-9)
-    if st.tpot_s * 1e3 > cls.slo.tpot_ms:
-        return InfeasibleError(f"TPOT {cls.slo.tpot_ms:g} ms is below the {st.tpot_s * 1e3:.1f} ms floor of any config "
-                               f"on {', '.join(g.name for g in gpus)}; fastest is {best.gpu.name} "
-                               f"{best.par.label()}", binding="tpot_slo",
-                               hint=f"relax --slo tpot to ≥ {st.tpot_s * 1e3 * 1.05:.1f}ms or use faster GPUs")
-    return InfeasibleError(f"TTFT {cls.slo.ttft_ms:g} ms is below the {st.ttft_s * 1e3:.0f} ms floor of any config "
-                           f"(prompt of {cls.isl} tokens); fastest is {best.gpu.name} {best.par.label()}",
-                           binding="ttft_slo", hint=f"relax --slo ttft to ≥ {st.ttft_s * 1.1:.2f}s or shorten prompts")
-
-
-def _watts_at_capacity(req: Request, gpus: dict):
+def _watts_at_capacity(req: Request):
     """--objective energy: the MILP's cost objective (min Σ cost_i·x_i at the demand) with each instance type's
     power at its SLO capacity (planner.energy.full_load_watts) in place of $/h. Charging every instance its
     full-load power makes the objective an upper estimate of the fleet's watts; instances the MILP buys run
     close to full load, and the plans report their watts at the routed load."""
     from planner.energy import full_load_watts
 
-    return lambda c: full_load_watts(_instance_setup(c, req, gpus[c.gpu]), c.role, list(req.classes), c.capacity)
+    return lambda c: full_load_watts(c.setup, c.role, list(req.classes), c.capacity)
 
 
 def optimize(req: Request, progress=None) -> Result:
@@ -340,9 +272,9 @@ def optimize(req: Request, progress=None) -> Result:
         raise PlannerInputError(f"--kv-compression: expected a ratio ≥ 1, got {req.kv_compression:g}")
     if not (isinstance(req.time_limit_s, (int, float)) and math.isfinite(req.time_limit_s) and req.time_limit_s > 0):
         raise PlannerInputError(f"--time-limit: expected a finite number of seconds > 0, got {req.time_limit_s}")
-    gpus, inventory, notes = _fleet(req)
+    builder = instance_builder(req)
+    gpus, inventory, notes = _fleet(req, builder)
     req = replace(req, inventory=inventory)  # canonical GPU names, default fleet resolved
-    engine = _engine(req)
     eps = {p.ep for g in gpus for p in parallel_configs(req.model, g.scaleup_domain_gpus,
                                                               req.max_gpus_per_instance, dtype=req.dtype)}
     placements = expert_placements(req.model, eps, req.expert_loads)
@@ -350,29 +282,27 @@ def optimize(req: Request, progress=None) -> Result:
         from solvers.experts import safety_stop_s
 
         notes.append(SAFETY_NOTE.format(f"{safety_stop_s(PLACEMENT_DETERMINISTIC_S):g} s per expert placement"))
-    space = SearchSpace(req.model, engine, req.dtype, req.kv_dtype, req.mode, req.max_gpus_per_instance,
-                        link_gbps=req.link_gbps,
-                        expert_skew={ep: round(p.imbalance, 3) for ep, p in placements.items()},
-                        spec=req.spec, kv_compression=req.kv_compression)
+    space = SearchSpace(builder, req.mode, req.max_gpus_per_instance,
+                        expert_skew={ep: round(p.imbalance, 3) for ep, p in placements.items()})
     evaluated, cands = enumerate_candidates(
         space, gpus, list(req.classes), inventory,
         progress=(lambda d, t: progress("evaluating instance types", d, t)) if progress else None)
     if not _covers_every_class(cands, req.classes):
-        raise _no_candidate_reason(req, gpus, evaluated)
+        raise no_candidate_reason(space, gpus, list(req.classes), inventory)
     groups = prompt_groups(req.classes)
     typed = [(c, "") for c in cands] if len(groups) == 1 else [
         (c, g) for c in cands for g in (groups if c.role != "decode" else ("",))]
     by_name = {c.name + (f"@{g}" if g else ""): c for c, g in typed}
-    gpu_by_name = {g.name: g for g in gpus}
-    link = lambda g: g.scaleout_bw_gbps * 1e9  # noqa: E731  bytes/s per GPU, P -> D (--link: kv_link_bytes_per_s)
-    rate_of = _watts_at_capacity(req, gpu_by_name) if req.objective == "energy" else (lambda c: c.cost_usd_per_h)
+    # a prefill instance ships its KV over its GPUs' NICs (bytes/s), P -> D (--link adds kv_link_bytes_per_s)
+    egress = lambda c: c.setup.gpu.scaleout_bw_gbps * 1e9 * c.gpus  # noqa: E731
+    rate_of = _watts_at_capacity(req) if req.objective == "energy" else (lambda c: c.cost_usd_per_h)
     types = tuple(InstanceType(
         name=c.name + (f"@{g}" if g else ""), gpus={c.gpu: c.gpus}, cost_usd_per_h=rate_of(c),
         roles=frozenset({"prefill", "decode"} if c.role in ("agg", "multiplex") else {c.role}),
         capacity_rps={s: cap.rate_rps for s, cap in sorted(c.capacity.items())
                       if cap.rate_rps > 0 and (not g or s in g.split("+"))},
         family=c.role if c.role in ("agg", "multiplex") else "disagg",
-        kv_egress_bytes_per_s=link(gpu_by_name[c.gpu]) * c.gpus if c.role == "prefill" else float("inf"))
+        kv_egress_bytes_per_s=egress(c) if c.role == "prefill" else float("inf"))
         for c, g in typed)
     types = tuple(t for t in types if t.capacity_rps)
     demand_given = all(c.rate_rps > 0 for c in req.classes)
@@ -399,8 +329,8 @@ def optimize(req: Request, progress=None) -> Result:
                               binding=first.binding or ("solver_limit" if first.status == "time_limit" else "capacity"),
                               hint=first.hint or "")
     solved = ("optimal", "feasible")
-    plans = [_plan(s, i + 1, by_name, req, gpu_by_name) for i, s in enumerate(main) if s.status in solved]
-    bests = [_plan(s, 0, by_name, req, gpu_by_name) for s in sols if s.family and s.status in solved]
+    plans = [_plan(s, i + 1, by_name, req) for i, s in enumerate(main) if s.status in solved]
+    bests = [_plan(s, 0, by_name, req) for s in sols if s.family and s.status in solved]
     if demand_given and req.objective == "goodput" and plans and plans[0].goodput_rps < 0.999 * sum(
             c.rate_rps for c in req.classes):
         notes.append(f"the fleet serves only {plans[0].goodput_rps:.3g} of the {sum(c.rate_rps for c in req.classes):g}"

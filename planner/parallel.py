@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.errors import PlannerInputError
-from planner.model import ModelSpec, dtype_bytes
+from planner.model import ModelSpec
 
 # [block_n, block_k] of fp8 block-scaled checkpoints in the wild: quantization_config.weight_block_size is
 # [128, 128] in deepseek-ai/DeepSeek-V3 and the Qwen/Qwen3-*-FP8 checkpoints ("fine-grained fp8 quantization
@@ -75,8 +75,7 @@ def _shards(model: ModelSpec, par: ParallelConfig, dtype: str) -> list[tuple[str
     if model.num_shared_experts:
         w = model.shared_expert_intermediate_size or model.expert_intermediate_size
         out += [("shared expert gate/up", w, s, "out"), ("shared expert down", w, s, "in")]
-    narrow_experts = model.expert_weight_dtype and dtype_bytes(model.expert_weight_dtype) < dtype_bytes(dtype)
-    if model.is_moe and not narrow_experts:
+    if model.is_moe and model.expert_dtype(dtype) == dtype:  # experts kept in a narrower native dtype: not split
         w = model.expert_intermediate_size
         out += [("expert gate/up", w, par.moe_tp, "out"), ("expert down", w, par.moe_tp, "in")]
     return [x for x in out if x[2] > 1]

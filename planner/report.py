@@ -6,7 +6,7 @@ import html
 import math
 
 from planner.launch import LaunchCommand, launch_commands
-from planner.optimize import Request, Result, _engine
+from planner.optimize import Request, Result, instance_builder
 from planner.plan import Plan
 
 
@@ -21,13 +21,11 @@ def instance_label(i) -> str:
 
 def launch_for(plan: Plan, req: Request) -> list[LaunchCommand]:
     """The plan's launch commands, with the memory fraction the memory model took for each GPU type."""
-    import hwdb
-
-    gpus = {g: hwdb.load_gpu(g, extra_dirs=req.extra_hwdb) for g in plan.gpus}
+    builder = instance_builder(req)
     max_len = max(c.isl + c.osl for c in req.classes)
     return launch_commands(plan, req.model, req.engine, req.dtype, req.kv_dtype, max_len,
-                           {g: s.scaleup_domain_gpus for g, s in gpus.items()},
-                           {g: _engine(req).for_gpu(s).gpu_memory_utilization for g, s in gpus.items()},
+                           {g: builder.gpu(g).scaleup_domain_gpus for g in plan.gpus},
+                           {g: builder.engine_for(g).gpu_memory_utilization for g in plan.gpus},
                            spec=getattr(req, "spec", None))
 
 
@@ -173,10 +171,10 @@ def _pareto_svg(points: list[dict], chosen: list[dict], width: int = 720, height
 def _breakdown_html(plan: Plan, req: Request) -> str:
     """Decode-iteration time by op for each instance group of the plan, at its routed load."""
     from planner.estimate import breakdown_rows
-    from planner.optimize import fleet_gpu, instance_setup
     from planner.parallel import ParallelConfig
     from planner.perf.step import StepShape
 
+    builder = instance_builder(req)
     parts = []
     cls = req.classes[0]
     for inst in plan.instances:
@@ -184,8 +182,8 @@ def _breakdown_html(plan: Plan, req: Request) -> str:
             shape = StepShape(prefill_tokens=cls.isl, prefill_seq_len=cls.isl)
         else:
             shape = StepShape(max(inst.max_batch * inst.utilization, 1.0), cls.isl + cls.osl / 2)
-        setup = instance_setup(req, fleet_gpu(req, inst.gpu), ParallelConfig(inst.tp, inst.pp, inst.ep, inst.dp),
-                               inst.chunk_tokens, inst.skew, inst.spec_k)
+        setup = builder.build(inst.gpu, ParallelConfig(inst.tp, inst.pp, inst.ep, inst.dp), inst.chunk_tokens,
+                              inst.skew, inst.spec_k or 0)
         rows = breakdown_rows(setup.step(shape))
         bars = "".join(f'<tr><td>{html.escape(r["op"])}</td><td>{r["bound"]}</td><td>{r["time_ms"]:.3f}</td>'
                        f'<td><div class="bar" style="width:{max(r["share"], 0.002) * 300:.0f}px"></div></td></tr>'

@@ -1,4 +1,4 @@
-"""SLO-aware capacity of one instance per role and request class (DESIGN §4).
+"""SLO-aware capacity of one instance per role and request class (docs/architecture.md, "Formulas").
 
 Goodput of an instance = the highest request rate at which the p-th percentile of TTFT and of TPOT both meet
 the SLO (DistServe's definition). Three roles:
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from planner.estimate import Setup
 from planner.perf import comm
-from planner.perf.step import StepShape
-from planner.workload import Slo
-
-BISECTION_STEPS = 16  # resolution 2^-16 of the bracket: far below the model's own error
+from planner.perf.step import StepShape, StepTime
+from planner.queueing import batch_at_percentile, gg1_wait_percentile
+from planner.roots import largest_true
+from planner.workload import RequestClass
 
 
 @dataclass(frozen=True)
@@ -36,130 +36,54 @@ class Capacity:
 NONE = Capacity(0.0, math.inf, math.inf, 0.0, "slo_floor")
 
 
-# ---- queueing ----------------------------------------------------------------------------------------------
-
-def md1_wait_cdf(t: float, rate: float, service_s: float) -> float:
-    """P(W ≤ t) in an M/D/1 queue (Crommelin 1932), exact finite sum:
-    P(W ≤ t) = (1 − ρ) Σ_{k=0}^{⌊t/S⌋} [λ(kS − t)]^k / k! · e^{−λ(kS − t)}.
-    The sum alternates; in float64 it is accurate to ~1e-7 up to t ≈ 8S (terms ≤ e^{2ρt})."""
-    rho = rate * service_s
-    if rho >= 1 or t < 0:
-        return 0.0
-    total = 0.0
-    for k in range(int(t // service_s) + 1):
-        x = rate * (k * service_s - t)
-        total += x ** k / math.factorial(k) * math.exp(-x)
-    return min(1.0, (1 - rho) * total)
-
-
-def md1_tail_decay(rho: float) -> tuple[float, float]:
-    """Cramér–Lundberg tail of the M/D/1 wait (S = 1): P(W > t) ≈ C·e^{−θt} with ρ(e^θ − 1) = θ and
-    C = (1 − ρ)/(ρ·e^θ − 1). It matches Crommelin's sum to 4 digits once t ≳ S."""
-    theta = 2 * (1 - rho) / rho  # heavy-traffic start; Newton on f(θ) = ρ(e^θ − 1) − θ
-    for _ in range(50):
-        f = rho * math.expm1(theta) - theta
-        step = f / (rho * math.exp(theta) - 1)
-        theta -= step
-        if abs(step) < 1e-12 * theta:
-            break
-    return (1 - rho) / (rho * math.exp(theta) - 1), theta
-
-
-def md1_wait_percentile(p: float, rate: float, service_s: float) -> float:
-    """The p-quantile of the M/D/1 waiting time: the exponential tail where it lies beyond 4S (exact there),
-    otherwise bisection on Crommelin's sum within [0, 4S]."""
-    rho = rate * service_s
-    if rho >= 1:
-        return math.inf
-    if 1 - rho >= p or rho <= 0:  # P(W = 0) = 1 − ρ
-        return 0.0
-    c, theta = md1_tail_decay(rho)
-    t_tail = math.log(c / (1 - p)) / theta
-    if t_tail >= 4:
-        return t_tail * service_s
-    lo, hi = 0.0, 4.0
-    for _ in range(40):
-        mid = (lo + hi) / 2
-        if md1_wait_cdf(mid, rho, 1.0) < p:
-            lo = mid
-        else:
-            hi = mid
-    return hi * service_s
-
-
-def _max_rate(feasible, hi: float) -> float:
-    """Largest λ in (0, hi] with feasible(λ) (feasibility is monotone: more load never helps)."""
-    if feasible(hi):
-        return hi
-    lo = 0.0
-    for _ in range(BISECTION_STEPS):
-        mid = (lo + hi) / 2
-        if feasible(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
-
-
-def batch_at_percentile(mean_batch: float, z: float, ca2: float = 1.0) -> float:
-    """Concurrency in an M/G/∞ system is Poisson(mean): its p-quantile ≈ mean + z·sqrt(mean). With renewal
-    arrivals of squared inter-arrival CV c_a² (bursty traffic) and lives long against the mean gap, the count
-    in a window has variance ≈ c_a²·mean (the index of dispersion of a renewal process):
-    mean + z·sqrt(c_a²·mean)."""
-    return mean_batch + max(z, 0.0) * math.sqrt(max(mean_batch, 0.0) * ca2)
-
-
-def gg1_wait_percentile(p: float, rate: float, service_s: float, ca2: float = 1.0) -> float:
-    """The p-quantile of the waiting time with deterministic service and renewal arrivals of squared CV c_a²
-    (docs/levers/bursty.md): Kingman's G/G/1 approximation scales the mean wait of M/D/1 by
-    (c_a² + c_s²)/(1 + c_s²) = c_a² (c_s = 0), and in heavy traffic the whole wait distribution scales with its
-    mean (the diffusion limit), so W_p ≈ c_a² · W_p(M/D/1, Crommelin). c_a² = 1 is M/D/1 exactly."""
-    w = md1_wait_percentile(p, rate, service_s)
-    return w if ca2 == 1.0 else w * ca2
-
-
 # ---- roles -------------------------------------------------------------------------------------------------
-
-def prefill_service_s(setup: Setup, isl: float) -> tuple[float, float]:
-    """(time to prefill one prompt alone, per-prompt service time when prompts are batched to the chunk)."""
-    alone = setup.step(StepShape(prefill_tokens=isl, prefill_seq_len=isl)).time_s
-    per_batch = max(1, int(setup.chunk // isl))
-    batched = setup.step(StepShape(prefill_tokens=isl * per_batch, prefill_seq_len=isl)).time_s / per_batch
-    return alone, min(alone, batched)
-
 
 def kv_handoff_s(setup: Setup, isl: float, link_gbps: float | None = None) -> float:
     """KV of one prompt shipped from a prefill instance to a decode instance (each prefill GPU sends its shard),
-    `kv_compression`× smaller when a transfer codec compresses it (docs/levers/kv-transfer.md); `link_gbps`: the
-    P -> D path when the pools sit apart (planner/kvtransfer.py)."""
+    `kv_compression`× smaller when a transfer codec compresses it (docs/levers/kv-transfer.md), over the
+    instance's P -> D link when the pools sit apart (setup.link_gbps, planner/kvtransfer.py). `link_gbps`:
+    transitional, planner/simulate.py passes the document's link until it builds its instances with
+    planner.instance (then the argument goes)."""
     kv = setup.model.kv_bytes_per_sequence(isl, setup.kv_dtype) / setup.kv_compression
-    return comm.kv_transfer_s(kv, setup.gpu, same_node=False, link_gbps=link_gbps, gpus_sending=setup.par.gpus)
+    return comm.kv_transfer_s(kv, setup.gpu, same_node=False, link_gbps=link_gbps or setup.link_gbps,
+                              gpus_sending=setup.par.gpus)
 
 
-def prefill_ttft_s(setup: Setup, isl: float, slo: Slo, rate: float, link_gbps: float | None = None,
-                   ca2: float = 1.0, handoff: bool = True) -> float:
-    """p-th percentile TTFT of a prefill instance at `rate`: W_p (M/D/1 at the batched per-prompt service)
-    + the iteration that carries the prompt + KV hand-off. The engine takes every waiting prompt into the next
-    iteration (up to its token budget) and a prompt's first token comes when that whole batch ends, so the
-    batch also holds the prompts that arrived while it waited (λ·E[W] of them, E[W] = ρS/(2(1 − ρ))):
-    checked against `planner simulate`, where prefill alone after W_p came out ~25% short at p90.
-    Bursty arrivals (c_a² ≠ 1): W_p and E[W] scale by c_a² (Kingman, gg1_wait_percentile). handoff=False: the
-    KV stays on the GPU (an intra-GPU multiplexed instance, planner/multiplex.py)."""
-    alone, service = prefill_service_s(setup, isl)
-    own = alone
+def prefill_batch(setup: Setup, isl: float, rate: float, ca2: float = 1.0) -> tuple[StepTime, float]:
+    """(the iteration that carries a prompt, the per-prompt service time) of a prefill queue at `rate`. The
+    engine takes every waiting prompt into the next iteration (up to its token budget), so an iteration holds
+    k = 1 + λ·E[W] prompts, E[W] = c_a²·ρS/(2(1 − ρ)) (M/D/1 mean wait, × c_a² for bursty arrivals, Kingman),
+    and amortises its cost over k, not over a full budget: a fixed point in S, three steps from the service
+    with prompts batched to the budget (the value at rate 0). Stops where ρ = λS reaches 1 (the caller's queue
+    is unstable)."""
+    alone = setup.step(StepShape(prefill_tokens=isl, prefill_seq_len=isl))
+    per_batch = max(1, int(setup.chunk // isl))
+    batched = setup.step(StepShape(prefill_tokens=isl * per_batch, prefill_seq_len=isl)).time_s / per_batch
+    own, service = alone, min(alone.time_s, batched)
     if rate > 0 and isl < setup.chunk:
-        # batches of k = 1 + λ·E[W] prompts amortise the per-iteration cost over k, not over a full budget
         for _ in range(3):
             rho = rate * service
             if rho >= 1:
-                return math.inf
+                break
             k = min(setup.chunk / isl, 1 + rate * rho * service * ca2 / (2 * (1 - rho)))
-            own = max(alone, setup.step(StepShape(prefill_tokens=k * isl, prefill_seq_len=isl)).time_s)
-            service = max(service, own / k)
+            batch = setup.step(StepShape(prefill_tokens=k * isl, prefill_seq_len=isl))
+            own = batch if batch.time_s > alone.time_s else alone
+            service = max(service, own.time_s / k)
+    return own, service
+
+
+def prefill_ttft_s(setup: Setup, cls: RequestClass, rate: float, handoff: bool = True) -> float:
+    """p-th percentile TTFT of a prefill instance at `rate`: W_p (M/D/1 at the batched per-prompt service)
+    + the iteration that carries the prompt (prefill_batch: a prompt's first token comes when its whole batch
+    ends; checked against `planner simulate`, where prefill alone after W_p came out ~25% short at p90)
+    + KV hand-off. Bursty arrivals (c_a² ≠ 1): W_p scales by c_a² (Kingman, gg1_wait_percentile).
+    handoff=False: the KV stays on the GPU (an intra-GPU multiplexed instance, planner/multiplex.py)."""
+    ca2 = cls.arrival_ca2
+    own, service = prefill_batch(setup, cls.isl, rate, ca2)
     if rate * service >= 1:
         return math.inf
-    return (gg1_wait_percentile(slo.percentile / 100, rate, service, ca2) + own
-            + (kv_handoff_s(setup, isl, link_gbps) if handoff else 0.0))
+    return (gg1_wait_percentile(cls.slo.percentile / 100, rate, service, ca2) + own.time_s
+            + (kv_handoff_s(setup, cls.isl) if handoff else 0.0))
 
 
 def _decode_spread(setup: Setup, ctx: float, b: float, z: float, ca2: float = 1.0) -> tuple[float, float, float]:
@@ -179,37 +103,44 @@ def _decode_spread(setup: Setup, ctx: float, b: float, z: float, ca2: float = 1.
     return t, t + z * t1 * math.sqrt(2 * b * ca2 / 3) / (1 - g), batch_at_percentile(b, z, ca2)
 
 
-def decode_tpot_s(setup: Setup, isl: float, osl: float, slo: Slo, rate: float, ca2: float = 1.0) -> float:
-    """p-th percentile TPOT of a decode instance at `rate`: fixed point B = λ·osl·T(B), then the spread of
-    the requests' TPOT around T (_decode_spread)."""
-    ctx = isl + osl / 2
+def decode_iteration_s(setup: Setup, cls: RequestClass, rate: float) -> float:
+    """Mean iteration time T of a decode instance at `rate`: the fixed point T = T_step(B), B = max(λ·osl·T, 1)
+    (Little's law), iterated from the single-sequence step to a relative change below 1e-6."""
+    ctx = cls.isl + cls.osl / 2
     t = setup.step(StepShape(decode_seqs=1, decode_context=ctx)).time_s
     for _ in range(30):
-        t_new = setup.step(StepShape(decode_seqs=max(rate * osl * t, 1.0), decode_context=ctx)).time_s
+        t_new = setup.step(StepShape(decode_seqs=max(rate * cls.osl * t, 1.0), decode_context=ctx)).time_s
         if abs(t_new - t) < 1e-6 * t:
             break
         t = t_new
-    return _decode_spread(setup, ctx, max(rate * osl * t, 1.0), slo.z, ca2)[1]
+    return t
 
 
-def prefill_capacity(setup: Setup, isl: float, slo: Slo, link_gbps: float | None = None, ca2: float = 1.0,
-                     handoff: bool = True) -> Capacity:
-    if not setup.memory(isl).fits:
+def decode_tpot_s(setup: Setup, cls: RequestClass, rate: float) -> float:
+    """p-th percentile TPOT of a decode instance at `rate`: the spread of the requests' TPOT (_decode_spread)
+    around the fixed point of decode_iteration_s."""
+    b = max(rate * cls.osl * decode_iteration_s(setup, cls, rate), 1.0)
+    return _decode_spread(setup, cls.isl + cls.osl / 2, b, cls.slo.z, cls.arrival_ca2)[1]
+
+
+def prefill_capacity(setup: Setup, cls: RequestClass, handoff: bool = True) -> Capacity:
+    if not setup.memory(cls.isl).fits:
         return NONE
-    _, service = prefill_service_s(setup, isl)
-    limit_s = slo.ttft_ms * 1e-3
-    floor = prefill_ttft_s(setup, isl, slo, 0.0, link_gbps, ca2, handoff)
+    _, service = prefill_batch(setup, cls.isl, 0.0)
+    limit_s = cls.slo.ttft_ms * 1e-3
+    floor = prefill_ttft_s(setup, cls, 0.0, handoff)
     if floor > limit_s:
         return Capacity(0.0, floor * 1e3, 0.0, 0.0, "slo_floor")
-    rate = _max_rate(lambda r: prefill_ttft_s(setup, isl, slo, r, link_gbps, ca2, handoff) <= limit_s, 0.999 / service)
-    return Capacity(rate, prefill_ttft_s(setup, isl, slo, rate, link_gbps, ca2, handoff) * 1e3, 0.0, 0.0, "ttft")
+    rate = largest_true(lambda r: prefill_ttft_s(setup, cls, r, handoff) <= limit_s, 0.999 / service)
+    return Capacity(rate, prefill_ttft_s(setup, cls, rate, handoff) * 1e3, 0.0, 0.0, "ttft")
 
 
 def _kv_binding(setup: Setup, max_batch: float) -> str:
     return "max_num_seqs" if max_batch >= setup.engine.max_num_seqs * setup.par.dp else "kv_memory"
 
 
-def decode_capacity(setup: Setup, isl: float, osl: float, slo: Slo, ca2: float = 1.0) -> Capacity:
+def decode_capacity(setup: Setup, cls: RequestClass) -> Capacity:
+    isl, osl, slo, ca2 = cls.isl, cls.osl, cls.slo, cls.arrival_ca2
     mem = setup.memory(isl + osl)
     if not mem.fits:
         return NONE
@@ -224,7 +155,7 @@ def decode_capacity(setup: Setup, isl: float, osl: float, slo: Slo, ca2: float =
         _, tpot_p, bp = _decode_spread(setup, ctx, b, slo.z, ca2)
         return bp <= cap_b and tpot_p <= limit_s
 
-    b = _max_rate(ok, cap_b)
+    b = largest_true(ok, cap_b)
     t, tpot_p, bp = _decode_spread(setup, ctx, b, slo.z, ca2)
     binding = "tpot" if bp < cap_b * 0.999 else _kv_binding(setup, cap_b)
     return Capacity(b / (osl * t), 0.0, tpot_p * 1e3, b, binding)
@@ -267,9 +198,8 @@ def _prompt_mix(step, chunk: float, isl: float, rate: float, b: float, t: float,
     return t_dec + cost, kappa, m, u
 
 
-def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float,
-                     t_guess: float | None = None, ca2: float = 1.0) -> CollocatedState:
-    """Chunked prefill with budget C = setup.chunk tokens per iteration (Sarathi-Serve, DESIGN §4), checked
+def collocated_state(setup: Setup, cls: RequestClass, rate: float, t_guess: float | None = None) -> CollocatedState:
+    """Chunked prefill with budget C = setup.chunk tokens per iteration (Sarathi-Serve), checked
     against `planner simulate` (docs/accuracy.md):
       mean iteration  T = T_dec(B) + λ·T·isl·κ (the prompt-load mixture of _prompt_mix), B = λ·T·osl;
       TPOT_p          a request's TPOT averages the ~osl iterations of its life L = (osl − 1)·T, so its spread
@@ -286,10 +216,9 @@ def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float
     Bursty arrivals (squared inter-arrival CV c_a² ≠ 1, docs/levers/bursty.md): every Poisson count above
     (prompts and decodes joining during a life, the batch) has variance × c_a², and the prompt queue's W_p
     scales by c_a² (Kingman, gg1_wait_percentile)."""
-    C, ctx = setup.chunk, isl + osl / 2
-    w = 1.0  # budget tokens per decoding sequence and iteration
-    if setup.spec is not None:  # speculation: iterations counted per output token (planner/spec.py)
-        C, w = setup.spec.chunk_units(setup.chunk)
+    isl, osl, slo, ca2 = cls.isl, cls.osl, cls.slo, cls.arrival_ca2
+    ctx = isl + osl / 2
+    C, w = setup.chunk_units()  # budget, and budget tokens per decoding sequence (k + 1 per E with speculation)
     memo: dict = {}
 
     def step(b: float, p: float) -> float:
@@ -368,23 +297,16 @@ def collocated_state(setup: Setup, isl: float, osl: float, slo: Slo, rate: float
     if isl < share:
         t_dec, t_one = step(b, 0.0), step(b, isl)
         busy = min(1.0, -math.expm1(-m) * t_one / t)  # share of time inside an iteration that carries prompts
-        if busy >= 1 - p:  # residual of the iteration in flight, p-quantile: U(0, t_one) w.p. busy, else U(0, t_dec)
-            r = t_one * (1 - (1 - p) / busy)
-        else:
-            lo, hi = 0.0, t_dec
-            for _ in range(30):
-                mid = (lo + hi) / 2
-                if busy * (1 - mid / t_one) + (1 - busy) * (1 - mid / t_dec) > 1 - p:
-                    lo = mid
-                else:
-                    hi = mid
-            r = hi
+        # residual of the iteration in flight, p-quantile: U(0, t_one) w.p. busy, else U(0, t_dec); below
+        # t_dec ≤ t_one the survival 1 − r·(busy/t_one + (1 − busy)/t_dec) is linear in r
+        r = t_one * (1 - (1 - p) / busy) if busy >= 1 - p else p / (busy / t_one + (1 - busy) / t_dec)
         ttft = max(ttft, wait + r + step(bp, min(share, isl * (1 + rate * r))))
     return CollocatedState(t, b, tpot_p, ttft, False, bp)
 
 
-def collocated_capacity(setup: Setup, isl: float, osl: float, slo: Slo, ca2: float = 1.0) -> Capacity:
+def collocated_capacity(setup: Setup, cls: RequestClass) -> Capacity:
     """Largest λ with B_p ≤ max batch, T(B_p) ≤ TPOT and TTFT_p ≤ TTFT."""
+    isl, osl, slo = cls.isl, cls.osl, cls.slo
     mem = setup.memory(isl + osl)
     if not mem.fits:
         return NONE
@@ -403,7 +325,7 @@ def collocated_capacity(setup: Setup, isl: float, osl: float, slo: Slo, ca2: flo
 
     def state(r: float) -> CollocatedState:
         near = min(solved, key=lambda x: abs(x - r)) if solved else None
-        st = collocated_state(setup, isl, osl, slo, r, solved.get(near), ca2)
+        st = collocated_state(setup, cls, r, solved[near] if near is not None else None)
         if not st.over_budget:
             solved[r] = st.iteration_s
         return st
@@ -411,22 +333,27 @@ def collocated_capacity(setup: Setup, isl: float, osl: float, slo: Slo, ca2: flo
     floor = state(1e-9)
     if why_not(floor):
         return Capacity(0.0, floor.ttft_s * 1e3, floor.tpot_s * 1e3, 0.0, "slo_floor")
-    hi = setup.chunk / ((isl + osl) * floor.iteration_s)
-    if setup.spec is not None:  # the chunk budget in per-output-token units (collocated_state)
-        c_units, w = setup.spec.chunk_units(setup.chunk)
-        hi = c_units / ((isl + w * osl) * floor.iteration_s)
-    rate = _max_rate(lambda r: not why_not(state(r)), hi)
+    c_units, w = setup.chunk_units()  # the chunk budget in the step model's units (collocated_state)
+    rate = largest_true(lambda r: not why_not(state(r)), c_units / ((isl + w * osl) * floor.iteration_s))
     st = state(rate)
     binding = why_not(state(rate * 1.01)) or "chunk_budget"
     return Capacity(rate, st.ttft_s * 1e3, st.tpot_s * 1e3, st.batch, binding)
 
 
-def latency_at(setup: Setup, role: str, isl: float, osl: float, slo: Slo, rate: float,
-               link_gbps: float | None = None, ca2: float = 1.0) -> tuple[float, float]:
+def role_capacity(setup: Setup, role: str, cls: RequestClass) -> Capacity:
+    """SLO capacity of one instance of `role` (prefill, decode, or collocated: agg) for one request class."""
+    if role == "prefill":
+        return prefill_capacity(setup, cls)
+    if role == "decode":
+        return decode_capacity(setup, cls)
+    return collocated_capacity(setup, cls)
+
+
+def latency_at(setup: Setup, role: str, cls: RequestClass, rate: float) -> tuple[float, float]:
     """(TTFT_p ms, TPOT_p ms) an instance of `role` shows at per-instance `rate` (0 where the role has none)."""
     if role == "prefill":
-        return prefill_ttft_s(setup, isl, slo, rate, link_gbps, ca2) * 1e3, 0.0
+        return prefill_ttft_s(setup, cls, rate) * 1e3, 0.0
     if role == "decode":
-        return 0.0, decode_tpot_s(setup, isl, osl, slo, rate, ca2) * 1e3
-    st = collocated_state(setup, isl, osl, slo, rate, ca2=ca2)
+        return 0.0, decode_tpot_s(setup, cls, rate) * 1e3
+    st = collocated_state(setup, cls, rate)
     return st.ttft_s * 1e3, st.tpot_s * 1e3

@@ -153,13 +153,12 @@ def check_config(config: SpecConfig, target: ModelSpec) -> None:
 
 def extra_memory(spec: Speculation, dtype: str, kv_dtype: str) -> tuple[float, float]:
     """(weight bytes, KV bytes per context token) the drafter adds on each GPU."""
-    from planner.perf.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
+    from planner.perf.memory import embedding_params_per_gpu, kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
 
     d, par = spec.draft, spec.draft_par
     weights = weight_bytes_per_gpu(d, par, dtype)
     if spec.shares_embedding:  # MTP: drop the shared embedding / LM head, add its 2h -> h projection
-        embed = d.vocab_size * d.hidden_size / par.tp * (2 if par.pp == 1 and not d.tied_embeddings else 1)
-        weights += (2 * d.hidden_size * d.hidden_size / par.tp - embed) * dtype_bytes(dtype)
+        weights += (2 * d.hidden_size * d.hidden_size / par.tp - embedding_params_per_gpu(d, par)) * dtype_bytes(dtype)
     return max(weights, 0.0), kv_bytes_per_token_per_gpu(d, par, kv_dtype)
 
 
@@ -185,11 +184,4 @@ def speculative_step(setup, shape):
     gpu_s = verify.gpu_s + first + rest
     return StepTime((gpu_s + verify.overhead_s) / e, gpu_s / e, verify.overhead_s / e, verify.stage_ops,
                     verify.pp)
-
-
-def tpot_ms(setup, batch: float, context: float) -> float:
-    """Convenience for docs / tests: TPOT of a decode-only iteration at `batch`, `context`."""
-    from planner.perf.step import StepShape
-
-    return setup.step(StepShape(decode_seqs=batch, decode_context=context)).time_s * 1e3
 

@@ -3,6 +3,7 @@ queueing model scales waits by c_a² (Kingman) and batch variances by c_a²; `pl
 inter-arrival times. Each test would fail if the arrival process were ignored."""
 
 import json
+import math
 
 import hwdb
 import pytest
@@ -16,12 +17,17 @@ from planner.optimize import optimize
 from planner.parallel import ParallelConfig
 from planner.report import result_json
 from planner.scenario import build_request
-from planner.serving import (collocated_capacity, decode_capacity, gg1_wait_percentile, md1_wait_percentile,
-                             prefill_capacity)
+from planner.queueing import gg1_wait_percentile, md1_wait_percentile
+from planner.serving import collocated_capacity, decode_capacity, prefill_batch, prefill_capacity
 from planner.simulate import simulate_plan
-from planner.workload import Slo, parse_arrival, parse_workload_flag, workload_from_yaml
+from planner.workload import Arrival, RequestClass, Slo, parse_arrival, parse_workload_flag, workload_from_yaml
 
 SLO = Slo(500.0, 20.0, 90.0)
+
+
+def cls(ca2: float | None = None) -> RequestClass:
+    """ISL 1024 / OSL 512 at SLO, Poisson (None) or gamma arrivals of squared CV ca2."""
+    return RequestClass("c", 1024, 512, 0.0, SLO, None if ca2 is None else Arrival("gamma", math.sqrt(ca2)))
 
 
 @pytest.fixture(scope="module")
@@ -78,18 +84,30 @@ def test_kingman_wait_is_md1_at_cv_1_and_scales_with_ca2():
 def test_bursty_arrivals_lower_the_capacity_of_every_role_and_smooth_ones_raise_it(setup, role):
     def cap(ca2):
         if role == "prefill":
-            return prefill_capacity(setup, 1024, SLO, None, ca2).rate_rps
+            return prefill_capacity(setup, cls(ca2)).rate_rps
         if role == "decode":
-            return decode_capacity(setup, 1024, 512, SLO, ca2).rate_rps
-        return collocated_capacity(setup, 1024, 512, SLO, ca2).rate_rps
+            return decode_capacity(setup, cls(ca2)).rate_rps
+        return collocated_capacity(setup, cls(ca2)).rate_rps
 
     poisson = cap(1.0)
     assert cap(0.25) > poisson > cap(4.0) > cap(9.0) > 0
 
 
 def test_default_capacity_is_exactly_the_poisson_one(setup):
-    assert collocated_capacity(setup, 1024, 512, SLO) == collocated_capacity(setup, 1024, 512, SLO, 1.0)
-    assert prefill_capacity(setup, 1024, SLO) == prefill_capacity(setup, 1024, SLO, None, 1.0)
+    assert collocated_capacity(setup, cls()) == collocated_capacity(setup, cls(1.0))
+    assert prefill_capacity(setup, cls()) == prefill_capacity(setup, cls(1.0))
+
+
+def test_prefill_energy_sees_the_same_bursty_batches_as_the_ttft_model(setup):
+    """Energy's prefill occupancy is serving's batched prompt queue, burstiness included (it used to redo the
+    batching without c_a², so a bursty class was charged the Poisson batches)."""
+    from planner.energy import activity
+
+    rate = 0.5 * prefill_capacity(setup, cls(4.0)).rate_rps
+    step, service = prefill_batch(setup, 1024, rate, 4.0)
+    assert service != prefill_batch(setup, 1024, rate, 1.0)[1]
+    assert activity(setup, "prefill", cls(4.0), rate) == pytest.approx(rate * service * step.gpu_s / step.time_s,
+                                                                        rel=1e-12)
 
 
 # ---- end to end: a bursty workload needs more capacity for the same percentile SLO ------------------------

@@ -18,6 +18,7 @@ from planner.model import load_model
 from planner.parallel import ParallelConfig
 from planner.perf.step import StepShape
 from planner.serving import decode_capacity, kv_handoff_s, prefill_capacity
+from planner.workload import RequestClass as Class
 from planner.workload import Slo
 from solvers import InstanceType, MixProblem, RequestClass, SolverInputError, solve_mix
 
@@ -67,7 +68,8 @@ def test_smaller_kv_dtypes_hold_more_sequences_read_fewer_bytes_and_ship_fewer()
 
 def test_int4_kv_raises_decode_capacity_where_kv_memory_binds():
     slo = Slo(ttft_ms=3000, tpot_ms=100, percentile=90)
-    bf16, int4 = decode_capacity(setup("bf16"), 8192, 1024, slo), decode_capacity(setup("int4"), 8192, 1024, slo)
+    long = Class("long", 8192, 1024, 0.0, slo)
+    bf16, int4 = decode_capacity(setup("bf16"), long), decode_capacity(setup("int4"), long)
     assert bf16.binding == "kv_memory" and int4.rate_rps > 1.5 * bf16.rate_rps
 
 
@@ -75,13 +77,13 @@ def test_int4_kv_raises_decode_capacity_where_kv_memory_binds():
 
 def test_compression_divides_the_shipped_bytes_and_a_slow_link_slows_the_handoff():
     kv = MODEL.kv_bytes_per_sequence(4096)
-    fast, slow = kv_handoff_s(setup(), 4096), kv_handoff_s(setup(), 4096, link_gbps=3.125)
+    fast, slow = kv_handoff_s(setup(), 4096), kv_handoff_s(setup(link_gbps=3.125), 4096)
     assert slow == pytest.approx(kv / 3.125e9, rel=0.01) and slow > 5 * fast
-    assert kv_handoff_s(setup(kv_compression=4.0), 4096, link_gbps=3.125) == pytest.approx(slow / 4, rel=0.01)
-    slo = Slo(ttft_ms=1000, tpot_ms=50, percentile=90)
-    assert prefill_capacity(setup(), 4096, slo, 3.125).rate_rps < prefill_capacity(setup(), 4096, slo).rate_rps
-    assert prefill_capacity(setup(kv_compression=4.0), 4096, slo, 3.125).rate_rps > \
-        prefill_capacity(setup(), 4096, slo, 3.125).rate_rps
+    assert kv_handoff_s(setup(kv_compression=4.0, link_gbps=3.125), 4096) == pytest.approx(slow / 4, rel=0.01)
+    prompt = Class("p", 4096, 1, 0.0, Slo(ttft_ms=1000, tpot_ms=50, percentile=90))
+    assert prefill_capacity(setup(link_gbps=3.125), prompt).rate_rps < prefill_capacity(setup(), prompt).rate_rps
+    assert prefill_capacity(setup(kv_compression=4.0, link_gbps=3.125), prompt).rate_rps > \
+        prefill_capacity(setup(link_gbps=3.125), prompt).rate_rps
 
 
 def test_the_milp_link_row_caps_what_all_prefill_instances_ship_together():

@@ -11,11 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-import hwdb
-from planner.estimate import Setup
 from planner.launch import launch_commands
 from planner.model import dtype_bytes, load_model, model_from_hf_config
-from planner.optimize import _engine
+from planner.optimize import instance_builder
 from planner.parallel import FP8_BLOCK, ParallelConfig, parallel_configs, quant_block, validation_error
 from planner.plan import InstancePlan, Plan
 from planner.report import launch_for
@@ -44,9 +42,9 @@ def flag(argv, name):
 def assumed_fraction(req, inst: InstancePlan) -> float:
     """The engine memory fraction the memory model used for this instance, read back from its breakdown:
     usable = fraction × total (vLLM, SGLang) or weights + workspace + fraction × the rest (TRT-LLM)."""
-    gpu = hwdb.load_gpu(inst.gpu, extra_dirs=req.extra_hwdb)
-    setup = Setup(req.model, gpu, ParallelConfig(inst.tp, inst.pp, inst.ep, inst.dp), _engine(req).for_gpu(gpu),
-                  req.dtype, req.kv_dtype, inst.chunk_tokens)
+    setup = instance_builder(req).build(inst.gpu, ParallelConfig(inst.tp, inst.pp, inst.ep, inst.dp),
+                                        inst.chunk_tokens)
+    gpu = setup.gpu
     mem = setup.memory(max(c.isl + c.osl for c in req.classes))
     if setup.engine.memory_fraction_of_free:
         taken = mem.weights_gb + mem.activations_gb

@@ -1,8 +1,11 @@
 """Model specs: published parameter counts, KV sizes, and HF config.json ingestion."""
 
+import dataclasses
 import json
 
 import pytest
+
+import hwdb
 
 from planner.errors import PlannerInputError
 from planner.model import bundled_models, load_model
@@ -57,6 +60,33 @@ def test_gpt_oss_experts_stay_fp4_and_dense_parts_bf16():
     experts = m.routed_expert_params_total
     assert m.weight_bytes() == pytest.approx((m.total_params - experts) * 2 + experts * (0.5 + 1 / 32))
     assert 60e9 < m.weight_bytes() < 70e9
+
+
+@pytest.mark.parametrize("native,served,stored", [("fp4", "bf16", "fp4"), ("fp4", "int4", "int4"),
+                                                   ("bf16", "fp8", "fp8"), ("int4", "fp4", "int4"),
+                                                   ("fp8", "int8", "int8"), ("", "fp8", "fp8")])
+def test_experts_keep_a_narrower_native_dtype_and_take_the_served_one_otherwise(native, served, stored):
+    m = dataclasses.replace(load_model("mixtral-8x7b"), expert_weight_dtype=native)
+    assert m.expert_dtype(served) == stored
+
+
+def test_memory_and_step_time_store_the_experts_in_the_same_dtype():
+    """bf16 experts served in fp8: the memory model and the expert GEMMs both use fp8 (the step model used to
+    keep the checkpoint's bf16 unless the served dtype was 4-bit)."""
+    from planner.parallel import ParallelConfig
+    from planner.perf.memory import weight_bytes_per_gpu
+    from planner.perf.step import StepShape, step_time
+
+    plain = load_model("mixtral-8x7b")
+    native_bf16 = dataclasses.replace(plain, expert_weight_dtype="bf16")
+    gpu, par, engine = hwdb.load_gpu("h100_sxm"), ParallelConfig(2), hwdb.load_engine("vllm")
+
+    def expert_bytes(m):
+        ops = step_time(m, gpu, par, StepShape(64, 2048), engine=engine, dtype="fp8").stage_ops
+        return next(o.bytes for o in ops if o.name == "moe_experts")
+
+    assert weight_bytes_per_gpu(native_bf16, par, "fp8") == weight_bytes_per_gpu(plain, par, "fp8")
+    assert expert_bytes(native_bf16) == expert_bytes(plain)
 
 
 def test_fp8_weights_are_half_of_bf16():

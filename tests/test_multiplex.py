@@ -46,13 +46,13 @@ def test_capacity_is_the_rate_both_partitions_meet_without_kv_transfer(setup):
     for f in SM_FRACTIONS:
         pre, dec = partition_setups(setup, f)
         cap = multiplex_capacity(setup, f, CLS)
-        p = prefill_capacity(pre, CLS.isl, SLO, handoff=False).rate_rps
-        d = decode_capacity(dec, CLS.isl, CLS.osl, SLO).rate_rps
+        p = prefill_capacity(pre, CLS, handoff=False).rate_rps
+        d = decode_capacity(dec, CLS).rate_rps
         assert cap.rate_rps == pytest.approx(min(p, d))
         assert cap.ttft_ms <= SLO.ttft_ms * 1.001 and cap.tpot_ms <= SLO.tpot_ms * 1.001
     pre, _ = partition_setups(setup, 0.5)
-    with_kv = prefill_ttft_s(pre, CLS.isl, SLO, 0.0)
-    assert prefill_ttft_s(pre, CLS.isl, SLO, 0.0, handoff=False) == pytest.approx(
+    with_kv = prefill_ttft_s(pre, CLS, 0.0)
+    assert prefill_ttft_s(pre, CLS, 0.0, handoff=False) == pytest.approx(
         with_kv - kv_handoff_s(pre, CLS.isl))
 
 

@@ -1,4 +1,4 @@
-"""Specification of the SLO-aware serving model (planner/serving.py, DESIGN §4).
+"""Specification of the SLO-aware serving model (planner/serving.py, planner/queueing.py).
 
 The M/D/1 waiting time is checked against an independent high-precision evaluation of Crommelin's formula
 (Decimal arithmetic, written here) and against Pollaczek–Khinchine's mean; the per-role capacities against the
@@ -16,11 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hwdb
+from planner import queueing as qu
 from planner import serving as sv
 from planner.estimate import Setup
 from planner.model import load_model
 from planner.parallel import ParallelConfig
-from planner.workload import Slo
+from planner.workload import RequestClass, Slo
 
 SETTINGS = settings(max_examples=40, deadline=None)
 
@@ -60,7 +61,7 @@ def crommelin_quantile(p: Fraction, rho: Fraction) -> float:
 @pytest.mark.parametrize("rho", [0.2, 0.5, 0.8, 0.95])
 def test_md1_probability_of_not_waiting_is_one_minus_rho(rho):
     for service in (1.0, 0.02):
-        assert sv.md1_wait_cdf(0.0, rho / service, service) == pytest.approx(1 - rho, rel=1e-12)
+        assert qu.md1_wait_cdf(0.0, rho / service, service) == pytest.approx(1 - rho, rel=1e-12)
 
 
 @pytest.mark.parametrize("rho", ["0.2", "0.5", "0.8", "0.95"])
@@ -68,7 +69,7 @@ def test_md1_probability_of_not_waiting_is_one_minus_rho(rho):
 def test_md1_wait_percentile_matches_exact_crommelin(rho, p):
     exact = crommelin_quantile(Fraction(p), Fraction(rho))  # in service times
     service = 0.05  # 50 ms prompts: the quantile scales with S
-    got = sv.md1_wait_percentile(float(p), float(rho) / service, service)
+    got = qu.md1_wait_percentile(float(p), float(rho) / service, service)
     if exact == 0.0:
         assert got == 0.0  # P(W = 0) = 1 − ρ already covers p
     else:
@@ -78,7 +79,7 @@ def test_md1_wait_percentile_matches_exact_crommelin(rho, p):
 @pytest.mark.parametrize("rho", ["0.3", "0.7", "0.9"])
 @pytest.mark.parametrize("t", ["0.5", "1", "2.5", "6"])
 def test_md1_wait_cdf_matches_exact_crommelin_where_float_is_safe(rho, t):
-    assert sv.md1_wait_cdf(float(t), float(rho), 1.0) == pytest.approx(
+    assert qu.md1_wait_cdf(float(t), float(rho), 1.0) == pytest.approx(
         float(crommelin_cdf(Decimal(t), Fraction(rho))), abs=1e-7)
 
 
@@ -88,29 +89,33 @@ def test_md1_mean_wait_integrates_to_pollaczek_khinchine(rho):
     is exact) and the rest from the module's own exponential tail C·e^{−θt}, so this also checks the tail."""
     service, horizon, n = 1.0, 8.0, 8000
     h = horizon / n
-    tail = [1 - sv.md1_wait_cdf(i * h, rho / service, service) for i in range(n + 1)]
+    tail = [1 - qu.md1_wait_cdf(i * h, rho / service, service) for i in range(n + 1)]
     body = h * (sum(tail) - (tail[0] + tail[-1]) / 2)
-    c, theta = sv.md1_tail_decay(rho)
+    c, theta = qu.md1_tail_decay(rho)
     rest = c * math.exp(-theta * horizon) / theta
-    assert 1 - sv.md1_wait_cdf(horizon, rho, 1.0) == pytest.approx(c * math.exp(-theta * horizon), rel=1e-3)
+    assert 1 - qu.md1_wait_cdf(horizon, rho, 1.0) == pytest.approx(c * math.exp(-theta * horizon), rel=1e-3)
     assert body + rest == pytest.approx(rho * service / (2 * (1 - rho)), rel=2e-3)
 
 
 def test_md1_wait_percentile_is_infinite_at_or_beyond_saturation():
-    assert sv.md1_wait_percentile(0.9, 1.0, 1.0) == math.inf
-    assert sv.md1_wait_percentile(0.9, 2.0, 1.0) == math.inf
-    assert sv.md1_wait_percentile(0.9, 0.0, 1.0) == 0.0
+    assert qu.md1_wait_percentile(0.9, 1.0, 1.0) == math.inf
+    assert qu.md1_wait_percentile(0.9, 2.0, 1.0) == math.inf
+    assert qu.md1_wait_percentile(0.9, 0.0, 1.0) == 0.0
 
 
 @SETTINGS
 @given(rho=st.floats(0.05, 0.97), p=st.floats(0.5, 0.995), dp=st.floats(0.0, 0.004), drho=st.floats(0.0, 0.02))
 def test_md1_wait_percentile_grows_with_load_and_with_the_percentile(rho, p, dp, drho):
-    w = sv.md1_wait_percentile(p, rho, 1.0)
-    assert sv.md1_wait_percentile(min(p + dp, 0.999), rho, 1.0) >= w * (1 - 1e-9)
-    assert sv.md1_wait_percentile(p, min(rho + drho, 0.98), 1.0) >= w * (1 - 1e-9)
+    w = qu.md1_wait_percentile(p, rho, 1.0)
+    assert qu.md1_wait_percentile(min(p + dp, 0.999), rho, 1.0) >= w * (1 - 1e-9)
+    assert qu.md1_wait_percentile(p, min(rho + drho, 0.98), 1.0) >= w * (1 - 1e-9)
 
 
 # ---- capacities ------------------------------------------------------------------------------------------------
+
+def cls(isl: int, osl: int, slo: Slo) -> RequestClass:
+    return RequestClass("c", isl, osl, 0.0, slo)
+
 
 def make_setup(model: str, gpu: str, par: ParallelConfig = ParallelConfig(), engine: str = "vllm") -> Setup:
     g = hwdb.load_gpu(gpu)
@@ -133,24 +138,24 @@ SETUPS = {
 def test_a_tighter_slo_never_raises_any_roles_capacity(name, isl, osl, ttft, tpot, p, ttft_cut, tpot_cut):
     s = SETUPS[name]
     loose, tight = Slo(ttft, tpot, p), Slo(ttft * ttft_cut, tpot * tpot_cut, p)
-    assert sv.prefill_capacity(s, isl, tight).rate_rps <= sv.prefill_capacity(s, isl, loose).rate_rps
-    assert sv.decode_capacity(s, isl, osl, tight).rate_rps <= sv.decode_capacity(s, isl, osl, loose).rate_rps
-    assert sv.collocated_capacity(s, isl, osl, tight).rate_rps <= \
-        sv.collocated_capacity(s, isl, osl, loose).rate_rps
+    assert sv.prefill_capacity(s, cls(isl, 1, tight)).rate_rps <= sv.prefill_capacity(s, cls(isl, 1, loose)).rate_rps
+    assert sv.decode_capacity(s, cls(isl, osl, tight)).rate_rps <= sv.decode_capacity(s, cls(isl, osl, loose)).rate_rps
+    assert sv.collocated_capacity(s, cls(isl, osl, tight)).rate_rps <= \
+        sv.collocated_capacity(s, cls(isl, osl, loose)).rate_rps
 
 
 @pytest.mark.parametrize("name", ["8b-h100", "70b-h100-tp4", "mixtral-a100-tp2"])
 def test_capacity_meets_its_slo_at_the_reported_rate(name):
     s = SETUPS[name]
     slo = Slo(1500.0, 40.0, 90.0)
-    pre = sv.prefill_capacity(s, 2048, slo)
+    pre = sv.prefill_capacity(s, cls(2048, 1, slo))
     assert pre.rate_rps > 0 and pre.ttft_ms <= slo.ttft_ms * (1 + 1e-9)
-    dec = sv.decode_capacity(s, 2048, 256, slo)
+    dec = sv.decode_capacity(s, cls(2048, 256, slo))
     assert dec.rate_rps > 0 and dec.tpot_ms <= slo.tpot_ms * (1 + 1e-9)
-    col = sv.collocated_capacity(s, 2048, 256, slo)
+    col = sv.collocated_capacity(s, cls(2048, 256, slo))
     assert col.rate_rps > 0
     assert col.ttft_ms <= slo.ttft_ms * (1 + 1e-9) and col.tpot_ms <= slo.tpot_ms * (1 + 1e-9)
-    ttft, tpot = sv.latency_at(s, "collocated", 2048, 256, slo, col.rate_rps)
+    ttft, tpot = sv.latency_at(s, "collocated", cls(2048, 256, slo), col.rate_rps)
     assert (ttft, tpot) == pytest.approx((col.ttft_ms, col.tpot_ms), rel=1e-9)
 
 
@@ -159,17 +164,17 @@ def test_capacity_meets_its_slo_at_the_reported_rate(name):
 def test_long_contexts_with_a_loose_tpot_are_limited_by_kv_memory(name, isl, osl):
     s = SETUPS[name]
     loose = Slo(60000.0, 1000.0)
-    cap = sv.decode_capacity(s, isl, osl, loose)
+    cap = sv.decode_capacity(s, cls(isl, osl, loose))
     max_batch = s.memory(isl + osl).max_batch
     assert max_batch < s.engine.max_num_seqs
     assert cap.binding == "kv_memory"
     assert cap.rate_rps > 0
-    assert sv.batch_at_percentile(cap.batch, loose.z) == pytest.approx(max_batch, rel=1e-3)  # p90 batch fills it
+    assert qu.batch_at_percentile(cap.batch, loose.z) == pytest.approx(max_batch, rel=1e-3)  # p90 batch fills it
 
 
 def test_a_huge_batch_cap_with_short_requests_binds_on_max_num_seqs():
     s = SETUPS["8b-h100"]  # 1024 sequences of 160 tokens fit easily in 53 GB of KV
-    cap = sv.decode_capacity(s, 128, 32, Slo(60000.0, 1000.0))
+    cap = sv.decode_capacity(s, cls(128, 32, Slo(60000.0, 1000.0)))
     assert cap.binding == "max_num_seqs"
 
 
@@ -177,14 +182,14 @@ def test_a_huge_batch_cap_with_short_requests_binds_on_max_num_seqs():
 def test_an_slo_below_the_single_request_floor_gives_zero_rate(name):
     s = SETUPS[name]
     impossible = Slo(ttft_ms=1.0, tpot_ms=0.1)
-    for cap in (sv.prefill_capacity(s, 2048, impossible), sv.decode_capacity(s, 2048, 256, impossible),
-                sv.collocated_capacity(s, 2048, 256, impossible)):
+    for cap in (sv.prefill_capacity(s, cls(2048, 1, impossible)), sv.decode_capacity(s, cls(2048, 256, impossible)),
+                sv.collocated_capacity(s, cls(2048, 256, impossible))):
         assert cap.rate_rps == 0.0
         assert cap.binding == "slo_floor"
 
 
 def test_decode_floor_reports_the_batch_one_tpot():
     s = SETUPS["70b-h100-tp4"]
-    cap = sv.decode_capacity(s, 2048, 256, Slo(1000.0, 1.0))
+    cap = sv.decode_capacity(s, cls(2048, 256, Slo(1000.0, 1.0)))
     assert cap.binding == "slo_floor"
     assert cap.tpot_ms > 1.0  # the reason: a single sequence's step is already slower than the SLO

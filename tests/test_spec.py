@@ -11,13 +11,14 @@ from typer.testing import CliRunner
 
 import hwdb
 from cli import app
-from planner.candidates import SearchSpace, best_spec_depth, role_capacity
+from planner.candidates import SearchSpace, best_spec_depth
 from planner.errors import PlannerInputError
 from planner.estimate import Setup
+from planner.instance import InstanceBuilder, Levers
 from planner.model import load_model
 from planner.parallel import ParallelConfig
 from planner.perf.step import StepShape, step_time
-from planner.serving import collocated_capacity, decode_capacity
+from planner.serving import collocated_capacity, decode_capacity, role_capacity
 from planner.spec import expected_tokens, parse_spec, resolve
 from planner.workload import RequestClass, Slo
 
@@ -27,6 +28,10 @@ TARGET = load_model("llama-3.1-70b")
 PAR = ParallelConfig(4, 1, 1, 1)
 TIGHT = Slo(ttft_ms=2000, tpot_ms=20, percentile=90)  # below the 70B's TPOT at any useful batch
 ISL, OSL = 1024, 512
+
+
+def chat(slo: Slo) -> RequestClass:
+    return RequestClass("c", ISL, OSL, 0.0, slo)
 
 
 def setup(spec_text: str | None = None, k: int = 0, chunk: int = 4096) -> Setup:
@@ -83,11 +88,11 @@ def test_the_draft_takes_memory_so_the_max_batch_shrinks():
 # ---- capacity ---------------------------------------------------------------------------------------------------
 
 def test_speculation_raises_decode_capacity_at_a_tight_tpot_for_a_memory_bound_model():
-    plain = decode_capacity(setup(), ISL, OSL, TIGHT).rate_rps
-    spec = decode_capacity(setup("draft=llama-3.1-8b,k=1,accept=0.8", k=1), ISL, OSL, TIGHT).rate_rps
+    plain = decode_capacity(setup(), chat(TIGHT)).rate_rps
+    spec = decode_capacity(setup("draft=llama-3.1-8b,k=1,accept=0.8", k=1), chat(TIGHT)).rate_rps
     assert spec > 1.5 * plain > 0
-    agg_plain = collocated_capacity(setup(), ISL, OSL, TIGHT).rate_rps
-    agg_spec = collocated_capacity(setup("draft=llama-3.1-8b,k=2,accept=0.8", k=2), ISL, OSL, TIGHT).rate_rps
+    agg_plain = collocated_capacity(setup(), chat(TIGHT)).rate_rps
+    agg_spec = collocated_capacity(setup("draft=llama-3.1-8b,k=2,accept=0.8", k=2), chat(TIGHT)).rate_rps
     assert agg_spec > 1.5 * agg_plain > 0
 
 
@@ -96,8 +101,8 @@ def test_with_nothing_accepted_speculation_never_helps(k):
     slo = Slo(ttft_ms=2000, tpot_ms=30, percentile=90)
     for text in ("draft=llama-3.1-8b,k=4,accept=0", "mtp,k=4,accept=0"):
         s = setup(text, k=k)
-        assert decode_capacity(s, ISL, OSL, slo).rate_rps <= decode_capacity(setup(), ISL, OSL, slo).rate_rps
-        assert collocated_capacity(s, ISL, OSL, slo).rate_rps <= collocated_capacity(setup(), ISL, OSL, slo).rate_rps
+        assert decode_capacity(s, chat(slo)).rate_rps <= decode_capacity(setup(), chat(slo)).rate_rps
+        assert collocated_capacity(s, chat(slo)).rate_rps <= collocated_capacity(setup(), chat(slo)).rate_rps
         assert s.step(StepShape(8, 1280)).time_s > setup().step(StepShape(8, 1280)).time_s
 
 
@@ -105,10 +110,10 @@ def test_with_nothing_accepted_speculation_never_helps(k):
 def test_the_chosen_k_is_the_one_that_maximises_capacity(role):
     config = parse_spec("draft=llama-3.1-8b,k=4,accept=0.8")
     cls = RequestClass("c", ISL, OSL, 0.0, TIGHT)
-    space = SearchSpace(TARGET, hwdb.load_engine("vllm"), spec=config)
+    space = SearchSpace(InstanceBuilder(TARGET, "vllm", levers=Levers(spec=config)))
     base = setup(chunk=4096)
-    caps, k, chosen = best_spec_depth(base, role, [cls], space, GPU.scaleup_domain_gpus)
-    each = {j: role_capacity(replace(base, spec=resolve(config, TARGET, PAR, j)), role, cls, None).rate_rps
+    caps, k, chosen = best_spec_depth(space, "h100_sxm", PAR, 4096, 1.0, role, [cls])
+    each = {j: role_capacity(replace(base, spec=resolve(config, TARGET, PAR, j)), role, cls).rate_rps
             for j in range(5)}
     assert caps["c"].rate_rps == max(each.values())
     assert k == min(j for j, v in each.items() if v == max(each.values()))

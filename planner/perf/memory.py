@@ -32,9 +32,6 @@ class MemoryBreakdown:
 def weight_bytes_per_gpu(model: ModelSpec, par: ParallelConfig, dtype: str) -> float:
     """Weights on the busiest GPU: attention / tp, MLPs and experts / (tp·dp), layers / pp, plus one
     vocab-parallel embedding matrix (both when pp = 1)."""
-    dense_b = dtype_bytes(dtype)
-    expert_dtype = model.expert_weight_dtype if model.expert_weight_dtype and \
-        dtype_bytes(model.expert_weight_dtype) < dense_b else dtype
     layers = math.ceil(model.num_layers / par.pp)
     moe_layers = min(layers, model.num_moe_layers)
     dense_layers = layers - moe_layers
@@ -43,8 +40,15 @@ def weight_bytes_per_gpu(model: ModelSpec, par: ParallelConfig, dtype: str) -> f
     mlp = dense_layers * model.dense_mlp_params / stage_size
     moe = moe_layers * (model.shared_expert_params + model.router_params * par.ep) / stage_size
     experts = moe_layers * model.num_experts * model.expert_params / stage_size
-    embed = model.vocab_size * model.hidden_size / par.tp * (2 if par.pp == 1 and not model.tied_embeddings else 1)
-    return (layers * per_layer_attn + mlp + moe + embed) * dense_b + experts * dtype_bytes(expert_dtype)
+    embed = embedding_params_per_gpu(model, par)
+    return (layers * per_layer_attn + mlp + moe + embed) * dtype_bytes(dtype) \
+        + experts * dtype_bytes(model.expert_dtype(dtype))
+
+
+def embedding_params_per_gpu(model: ModelSpec, par: ParallelConfig) -> float:
+    """Vocab-parallel embedding parameters on the busiest GPU: the input embedding and the LM head, vocab / tp
+    each; both on one GPU only when pp = 1 (else first and last stage) and untied."""
+    return model.vocab_size * model.hidden_size / par.tp * (2 if par.pp == 1 and not model.tied_embeddings else 1)
 
 
 def kv_bytes_per_token_per_gpu(model: ModelSpec, par: ParallelConfig, kv_dtype: str) -> float:

@@ -132,12 +132,9 @@ def stage_ops(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, dtyp
             out.append(timed(gemm("moe_shared_expert", t_rank, 3 * sw, h, dtype, gpu, moe_layers)))
         imb = moe_imbalance(n_tok, model.experts_per_tok, par.ep) * skew
         touched = expected_distinct_experts(model.num_experts, model.experts_per_tok, n_tok) / par.ep
-        expert_dtype = model.expert_weight_dtype or dtype
-        if model.expert_weight_dtype and dtype in ("fp4", "int4"):
-            expert_dtype = dtype
         out.append(timed(grouped_moe("moe_experts", n_tok * model.experts_per_tok / par.ep,
                                        model.num_experts / par.ep, touched, h,
-                                       model.expert_intermediate_size // par.moe_tp, expert_dtype, gpu, imb,
+                                       model.expert_intermediate_size // par.moe_tp, model.expert_dtype(dtype), gpu, imb,
                                        moe_layers)))
         if par.ep > 1:  # dispatch + combine of each token's hidden state to its k experts' ranks
             per_gpu = n_tok / par.gpus_per_stage * model.experts_per_tok * h * ACT_BYTES
