@@ -8,6 +8,7 @@ re-raises it with its traceback), 130 interrupted (Ctrl-C), 141 the reader of st
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -18,6 +19,7 @@ from typing import Annotated, Optional
 import typer
 from typer.core import TyperGroup
 
+from planner.commands import CALIBRATE_HELP
 from planner.vocab import Engine, Mode, Objective
 
 _CLICK = sys.modules[typer.BadParameter.__module__]  # click.exceptions, or the copy of it typer >= 0.20 carries
@@ -48,15 +50,8 @@ app.add_typer(hw_app, name="hw")
 app.add_typer(model_app, name="model")
 
 
-class Fmt(StrEnum):
-    table = "table"
-    json = "json"
-
-
-class PlanFmt(StrEnum):
-    table = "table"
-    json = "json"
-    markdown = "markdown"
+Fmt = StrEnum("Fmt", ["table", "json"])  # values: the lower-case names
+PlanFmt = StrEnum("PlanFmt", ["table", "json", "markdown"])
 
 
 # ---- options shared by several commands: declared once ------------------------------------------------------
@@ -154,26 +149,6 @@ def main() -> None:
         sys.exit(_internal(e))
 
 
-def _writable(path: Optional[Path], flag: str) -> None:
-    """An output file must be creatable or overwritable; checked before the work, not after it."""
-    from planner.errors import PlannerInputError
-
-    if path is None:
-        return
-    if path.is_dir():
-        raise PlannerInputError(f"{flag}: '{path}' is a folder; give a file name")
-    if not path.parent.is_dir():
-        raise PlannerInputError(f"{flag}: folder '{path.parent}' does not exist")
-    existed = path.exists()
-    try:  # opening for append is the only check that also holds for root, read-only mounts and /proc
-        with path.open("a"):
-            pass
-    except OSError as e:
-        raise PlannerInputError(f"{flag}: '{path}' is not writable ({e.strerror})") from None
-    if not existed:
-        path.unlink()
-
-
 # ---- output -------------------------------------------------------------------------------------------------
 
 def _emit(text: str, out: Optional[Path] = None) -> None:
@@ -216,31 +191,19 @@ def _show(blocks, out: Optional[Path] = None) -> None:
         out.write_text(c.export_text())
 
 
-class _progress:
-    """A rich progress bar on stderr for the search, only when stderr is a terminal and not --quiet."""
+@contextlib.contextmanager
+def _progress(quiet: bool):
+    """A rich progress bar on stderr for the search (a callback (stage, done, total)), only when stderr is a
+    terminal and not --quiet; else None."""
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    def __init__(self, quiet: bool):
-        self.enabled = not quiet and sys.stderr.isatty()
-        self.bar = None
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                            TimeElapsedColumn(), console=_console(stderr=True), transient=True)
-        self.bar.start()
-        self.task = self.bar.add_task("starting", total=1)
-        return self
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        self.bar.update(self.task, description=stage, completed=done, total=total)
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.stop()
-        return False
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task("starting", total=1)
+        yield lambda stage, done, total: bar.update(task, description=stage, completed=done, total=total)
 
 
 # ---- hw / model ---------------------------------------------------------------------------------------------
@@ -288,9 +251,9 @@ def estimate(model: ModelArg,
              isl: Annotated[int, typer.Option("--isl", min=1, help="Prompt tokens.")],
              osl: Annotated[int, typer.Option("--osl", min=1, help="Output tokens.")],
              tp: Degree = 1, pp: Degree = 1, ep: Degree = 1, dp: Degree = 1,
-             batch: Annotated[Optional[float], typer.Option("--batch", help="Concurrent requests (closed loop).")] = None,
-             rate: Annotated[Optional[float], typer.Option("--rate", help="Arrival rate, req/s (open loop).")] = None,
-             chunk: Annotated[Optional[int], typer.Option("--chunk", min=1, help="Chunked-prefill token budget.")] = None,
+             batch: Annotated[Optional[float], typer.Option(help="Concurrent requests (closed loop).")] = None,
+             rate: Annotated[Optional[float], typer.Option(help="Arrival rate, req/s (open loop).")] = None,
+             chunk: Annotated[Optional[int], typer.Option(min=1, help="Chunked-prefill token budget.")] = None,
              dtype: DtypeOpt = "bf16", kv_dtype: KvDtypeOpt = "bf16", engine: EngineOpt = Engine.vllm,
              slo: SloOpt = None, calibration: CalibrationOpt = None, fmt: FormatOpt = Fmt.table):
     """Latency and throughput of one instance (offline max batch unless --batch or --rate); --slo also reports
@@ -327,8 +290,9 @@ def optimize(model: Annotated[str, typer.Argument(help="Scenario YAML, bundled m
              hwdb_dir: HwdbOpt = None,
              power_cap: Annotated[Optional[str], typer.Option(help="Board power cap per GPU type, h100_sxm=500,"
                                                               "b200=700 (W): lower clocks, lower peak FLOPs.")] = None,
-             spec: Annotated[Optional[str], typer.Option(help="Speculative decoding: draft=MODEL,k=4,accept=0.7 or "
-                                                         "mtp,k=1,accept=0.8 (k: the most draft tokens tried).")] = None,
+             spec: Annotated[Optional[str], typer.Option(
+                 help="Speculative decoding: draft=MODEL,k=4,accept=0.7 or mtp,k=1,accept=0.8 (k: the most draft "
+                 "tokens tried).")] = None,
              kv_compression: Annotated[Optional[float], typer.Option(
                  help="P->D KV transfer compression ratio R (ships bytes/R).")] = None,
              link: Annotated[Optional[str], typer.Option(help="prefill-decode=100Gbps: P and D pools apart, joined by "
@@ -341,38 +305,30 @@ def optimize(model: Annotated[str, typer.Argument(help="Scenario YAML, bundled m
              quiet: QuietOpt = False):
     """Ranked deployment plans: GPU mix, parallelism, agg vs P/D, chunk size — by goodput under the SLOs."""
     from planner.bounds import MAX_TIME_LIMIT_S
-    from planner.commands import given
-    from planner.optimize import optimize as run
-    from planner.optimize import parse_sweep
-    from planner.optimize import sweep as run_sweep
-    from planner.report import result_html, result_json, result_markdown, result_view, sweep_csv
+    from planner.commands import given, writable
+    from planner import optimize as opt
+    from planner.report import result_html, result_text, result_view
     from planner.scenario import build_request
 
     given("--time-limit", time_limit, 0.1, MAX_TIME_LIMIT_S, unit=" s")
-    _writable(out, "--out")
-    _writable(report, "--report")
-    rates = parse_sweep(sweep) if sweep is not None else None
+    writable(out, "--out")
+    writable(report, "--report")
+    rates = opt.parse_sweep(sweep) if sweep is not None else None
     req = build_request(model, slo=slo, workload=workload, gpus=gpus, budget=budget, objective=objective, mode=mode,
                         engine=engine, dtype=dtype, kv_dtype=kv_dtype, top=top, power_cap=power_cap, spec=spec,
                         kv_compression=kv_compression, link=link, calibration=calibration,
                         expert_stats=expert_stats, backend=backend, time_limit_s=time_limit,
                         extra_hwdb=tuple(hwdb_dir or ()))
     with _progress(quiet) as progress:
-        rows = run_sweep(req, rates, progress) if rates is not None else None
-        result = run(req, progress)
+        rows = opt.sweep(req, rates, progress) if rates is not None else None
+        result = opt.optimize(req, progress)
     if report:
         report.write_text(result_html(result, req, rows))
         _console(stderr=True).print(f"wrote {report}")
-    if rows is not None:
-        _emit(sweep_csv(rows), out)
-    elif fmt == PlanFmt.json:
-        from planner.jsonio import canonical_json
-
-        _emit(canonical_json(result_json(result, req, launch)), out)
-    elif fmt == PlanFmt.markdown:
-        _emit(result_markdown(result, req, launch), out)
-    else:
+    if rows is None and fmt == PlanFmt.table:
         _show(result_view(result, req, launch), out)
+    else:
+        _emit(result_text(result, req, rows, fmt, launch), out)
 
 
 # ---- simulate / calibrate / experts -------------------------------------------------------------------------
@@ -400,33 +356,15 @@ def simulate(plan: Annotated[Path, typer.Argument(help="JSON from `planner optim
     _print(res.to_json(), fmt, lambda: simulate_view(res))
 
 
-@app.command()
+@app.command(help=CALIBRATE_HELP)
 @guarded
 def calibrate(measurements: Annotated[Path, typer.Argument(help="CSV of measured runs (columns above).")],
               out: Annotated[Path, typer.Option(help="Where to write the calibration YAML.")] = Path("calib.yaml"),
               fmt: FormatOpt = Fmt.table):
-    """Fit efficiencies and engine overheads to your own measurements; use with --calibration.
-
-    CSV, one row per measured run (an empty cell: not measured):
-      required  model, gpu (planner hw list), tp, isl, osl (tokens)
-      measured  one or more means: ttft_ms, tpot_ms (ms),
-                output_tokens_per_s_per_gpu
-      load      concurrency (or batch): closed loop; rate: open loop, req/s;
-                neither: offline max throughput; mode (concurrency, rate or
-                offline) says it explicitly
-      optional  engine (vllm, sglang, trtllm; default vllm), dtype and
-                kv_dtype (default bf16), pp, ep, dp (default 1), id;
-                other columns are ignored
-      long form metric and value columns instead of the metric columns
-
-    Example:
-      model,gpu,engine,tp,isl,osl,rate,ttft_ms,tpot_ms
-      llama-3.1-8b,h100_sxm,trtllm,1,467,256,32,50,19
-    """
     from planner import commands
     from planner.render.views import calibration_view
 
-    _writable(out, "--out")
+    commands.writable(out, "--out")
     data = commands.calibrate(measurements, out)
     _print(data, fmt, lambda: calibration_view(data))
 

@@ -7,13 +7,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from planner.bounds import (MAX_BATCH, MAX_CHUNK_TOKENS, MAX_DURATION_S, MAX_GPUS_PER_TYPE, MAX_RATE_RPS, MAX_SEED,
                             MAX_SIM_REQUESTS, MAX_TIME_LIMIT_S, MAX_TOKENS, MAX_ZIPF_S, bounded, check_context)
 from planner.errors import PlannerInputError
-from planner.estimate import Estimate, Setup
-from planner.workload import Slo
 
+if TYPE_CHECKING:  # planner.estimate pulls in the performance model; `planner --help` does not need it
+    from planner.estimate import Estimate, Setup
+    from planner.workload import Slo
+
+CALIBRATE_HELP = """Fit efficiencies and engine overheads to your own measurements; use with --calibration.
+
+CSV, one row per measured run (an empty cell: not measured):
+  required  model, gpu (planner hw list), tp, isl, osl (tokens)
+  measured  one or more means: ttft_ms, tpot_ms (ms),
+            output_tokens_per_s_per_gpu
+  load      concurrency (or batch): closed loop; rate: open loop, req/s;
+            neither: offline max throughput; mode (concurrency, rate or
+            offline) says it explicitly
+  optional  engine (vllm, sglang, trtllm; default vllm), dtype and
+            kv_dtype (default bf16), pp, ep, dp (default 1), id;
+            other columns are ignored
+  long form metric and value columns instead of the metric columns
+
+Example:
+  model,gpu,engine,tp,isl,osl,rate,ttft_ms,tpot_ms
+  llama-3.1-8b,h100_sxm,trtllm,1,467,256,32,50,19
+"""
 MODEL_SHOW_DTYPES = ("bf16", "fp8", "fp4")
 MODEL_SHOW_CONTEXT = 4096  # tokens of one sequence's KV that `model show`'s fewest-GPU count must also hold
 
@@ -22,6 +43,24 @@ def given(flag: str, value, lo: float, hi: float, **kw) -> None:
     """A numeric flag, when given, is finite and within planner.bounds."""
     if value is not None:
         bounded(value, flag, lo, hi, **kw)
+
+
+def writable(path: Path | None, flag: str) -> None:
+    """An output file must be creatable or overwritable; checked before the work, not after it."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise PlannerInputError(f"{flag}: '{path}' is a folder; give a file name")
+    if not path.parent.is_dir():
+        raise PlannerInputError(f"{flag}: folder '{path.parent}' does not exist")
+    existed = path.exists()
+    try:  # opening for append is the only check that also holds for root, read-only mounts and /proc
+        with path.open("a"):
+            pass
+    except OSError as e:
+        raise PlannerInputError(f"{flag}: '{path}' is not writable ({e.strerror})") from None
+    if not existed:
+        path.unlink()
 
 
 @dataclass(frozen=True)
@@ -38,6 +77,7 @@ def instance_setup(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, eng
                    kv_dtype: str, chunk: int | None, calibration: Path | None) -> Setup:
     """The instance `planner estimate` describes: GPU and engine profile (calibrated when asked), parallelism."""
     import hwdb
+    from planner.estimate import Setup
     from planner.model import dtype_bytes, load_model
     from planner.parallel import ParallelConfig, check_parallel
 

@@ -100,6 +100,17 @@ def result_markdown(result: Result, req: Request, launch: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def result_text(result: Result, req: Request, sweep_rows: list[dict] | None, fmt: str, launch: bool) -> str:
+    """`planner optimize`'s output as text: the sweep's CSV when there is one, else JSON or markdown."""
+    from planner.jsonio import canonical_json
+
+    if sweep_rows is not None:
+        return sweep_csv(sweep_rows)
+    if fmt == "json":
+        return canonical_json(result_json(result, req, launch))
+    return result_markdown(result, req, launch)
+
+
 def result_view(result: Result, req: Request, launch: bool = False) -> list[Block]:
     """The table form of `planner optimize`: the request, ranked plans, each family's best, what binds them."""
     cls = ", ".join(f"{k.name}: ISL {k.isl} / OSL {k.osl}" + (f" @ {k.rate_rps:g} req/s" if k.rate_rps else "")
