@@ -30,7 +30,7 @@ def launch_for(plan: Plan, req: Request) -> list[LaunchCommand]:
     return launch_commands(plan, req.model, req.engine, req.dtype, req.kv_dtype, max_len,
                            {g: s.scaleup_domain_gpus for g, s in gpus.items()},
                            {g: _engine(req).for_gpu(s).gpu_memory_utilization for g, s in gpus.items()},
-                           spec=getattr(req, "spec", None))
+                           spec=req.spec)
 
 
 def _levers(req: Request) -> dict:
@@ -69,7 +69,7 @@ def result_json(result: Result, req: Request, launch: bool = False) -> dict:
         **({"levers": levers} if (levers := _levers(req)) else {}),
         "plans": [plan_json(p) for p in result.plans],
         "family_bests": [plan_json(p) for p in result.family_bests],
-        "solver": {k: v for k, v in result.solver.items()},
+        "solver": dict(result.solver),
         "notes": result.notes,
         "wall_time_s": result.wall_s,
     }
