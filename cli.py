@@ -14,7 +14,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 from typer.core import TyperGroup
@@ -79,7 +79,8 @@ def _console(stderr: bool = False):
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or "COLUMNS" in os.environ else 140
     console = Console(stderr=stderr, highlight=False, soft_wrap=True, width=width)
-    console.on_broken_pipe = _broken_pipe  # rich's own handler exits 1, which means "infeasible" here
+    # rich's own handler exits 1, which means "infeasible" here
+    console.on_broken_pipe = _broken_pipe  # type: ignore[method-assign]
     return console
 
 
@@ -262,7 +263,7 @@ def estimate(model: ModelArg,
     from planner.render.views import estimate_json, estimate_view
 
     run = commands.estimate(model, gpu, tp=tp, pp=pp, ep=ep, dp=dp, isl=isl, osl=osl, batch=batch, rate=rate,
-                            chunk=chunk, dtype=dtype, kv_dtype=kv_dtype, engine=engine, slo=slo,
+                            chunk=chunk, dtype=cast(str, dtype), kv_dtype=cast(str, kv_dtype), engine=engine, slo=slo,
                             calibration=calibration)
     _print(estimate_json(run), fmt, lambda: estimate_view(run, slo))
 

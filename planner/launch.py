@@ -114,7 +114,8 @@ def _trtllm(inst: InstancePlan, ckpt: str, kv_dtype: str, max_model_len: int, me
     examples/serve/deepseek_r1_reasoning_parser.sh; releases before 1.1 spell it --extra_llm_api_options): LLM-API
     settings without a flag go in the YAML. With attention DP --tp_size counts every rank (attention DP across
     them, experts EP/TP over them) and each rank schedules its own batch, so --max_batch_size is per rank."""
-    kv = {"free_gpu_memory_fraction": mem_fraction}  # of the memory left after weights and buffers
+    # the fraction is of the memory left after weights and buffers
+    kv: dict[str, float | str] = {"free_gpu_memory_fraction": mem_fraction}
     if kv_dtype == "fp8":
         kv["dtype"] = "fp8"
     extra = {"kv_cache_config": kv, **({"enable_attention_dp": True} if inst.dp > 1 else {}),
@@ -170,13 +171,13 @@ def launch_commands(plan: Plan, model: ModelSpec, engine: str, dtype: str, kv_dt
     disagg = any(i.role in (Role.prefill, Role.decode) for i in plan.instances)
     ckpt, quant_flags, ckpt_note = _checkpoint(model, dtype, engine)
     for n, inst in enumerate(plan.instances):
-        files = ()
+        files: tuple[tuple[str, str], ...] = ()
         if engine == Engine.trtllm:
             name = f"trtllm-{n}-{inst.role}.yml"
             argv, text, engine_note = _trtllm(inst, ckpt, kv_dtype, max_model_len, mem_fraction[inst.gpu], name)
             files = ((name, text),)
         else:
-            build = {Engine.vllm: _vllm, Engine.sglang: _sglang}[engine]
+            build = _vllm if engine == Engine.vllm else _sglang
             argv = build(inst, ckpt, max_model_len, mem_fraction[inst.gpu]) + quant_flags + _kv_flags(kv_dtype, engine)
             engine_note = ""
         note = "; ".join(x for x in (_multi_node_note(inst, scaleup_domain[inst.gpu], engine), ckpt_note,

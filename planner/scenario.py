@@ -25,7 +25,7 @@ SCENARIO_KEYS = {"model", "workload", "slo", "gpus", "budget_usd_per_h", "object
 
 def parse_gpus(text: str) -> dict[str, int]:
     """'h100_sxm:16,a100_80g:32' -> {'h100_sxm': 16, 'a100_80g': 32}."""
-    out = {}
+    out: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, count = (s.strip() for s in part.partition(":"))
         if not name or not re.fullmatch(r"[0-9]+", count) or int(count) <= 0:
@@ -140,9 +140,10 @@ def build_request(model_arg: str, *, slo: str | None = None, workload: str | Non
 
     return Request(model=model, classes=tuple(classes), inventory=inventory, budget_usd_per_h=budget_v,
                    objective=pick(Objective, objective, "objective", Objective.goodput),
-                   mode=pick(Mode, mode, "mode", Mode.auto), engine=engine if engine is not None else
-                   scen.get("engine", Engine.vllm), top_k=top if top is not None else scen.get("top", 5), **dtypes,
-                   **extra)
+                   mode=pick(Mode, mode, "mode", Mode.auto),
+                   engine=engine if engine is not None else scen.get("engine", Engine.vllm),
+                   top_k=top if top is not None else scen.get("top", 5), dtype=dtypes["dtype"],
+                   kv_dtype=dtypes["kv_dtype"], **extra)
 
 
 def _levers(power_cap: str | None, spec: str | None, kv_compression: float | None, link: str | None,

@@ -7,6 +7,7 @@ writes `"agg"`, so outputs read exactly as before the names became types.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypeVar
 
 
 class Role(StrEnum):
@@ -46,10 +47,12 @@ class Engine(StrEnum):
     trtllm = "trtllm"
 
 
-FAMILY_LABEL = {Family.agg: "agg", Family.disagg: "P/D", Family.single_gpu_type: "1-type", Family.multiplex: "mux"}
+E = TypeVar("E", bound=StrEnum)
+FAMILY_LABEL: dict[str, str] = {Family.agg: "agg", Family.disagg: "P/D", Family.single_gpu_type: "1-type",
+                                 Family.multiplex: "mux"}  # the "#" column of the plan tables
 
 
-def choice(enum: type[StrEnum], value: object, where: str):
+def choice(enum: type[E], value: str, where: str) -> E:
     """`value` as a member of `enum`, or PlannerInputError naming `where` and the choices."""
     from planner.errors import PlannerInputError
 
