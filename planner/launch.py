@@ -12,6 +12,7 @@ import yaml
 
 from planner.model import ModelSpec, dtype_bytes
 from planner.plan import InstancePlan, Plan
+from planner.vocab import Engine, Role
 
 NIXL = json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"}, separators=(",", ":"))
 SGLANG_BOOTSTRAP_PORT = 8998
@@ -22,7 +23,7 @@ MODELOPT_QUANT = {"fp8": "fp8", "fp4": "nvfp4", "int4": "int4_awq", "int8": "int
 
 @dataclass(frozen=True)
 class LaunchCommand:
-    role: str  # agg | prefill | decode | router
+    role: str  # a Role, or "router" for the P/D router
     engine: str
     replicas: int  # run this many copies (one per instance)
     argv: tuple[str, ...]
@@ -62,7 +63,7 @@ def _checkpoint(model: ModelSpec, dtype: str, engine: str) -> tuple[str, list[st
 def _kv_flags(kv_dtype: str, engine: str) -> list[str]:
     if kv_dtype != "fp8":
         return []
-    return ["--kv-cache-dtype", "fp8_e4m3" if engine == "sglang" else "fp8"]
+    return ["--kv-cache-dtype", "fp8_e4m3" if engine == Engine.sglang else "fp8"]
 
 
 def _multi_node_note(inst: InstancePlan, domain: int, engine: str) -> str:
@@ -70,9 +71,9 @@ def _multi_node_note(inst: InstancePlan, domain: int, engine: str) -> str:
     if gpus <= domain:
         return ""
     nodes = -(-gpus // domain)
-    if engine == "sglang":
+    if engine == Engine.sglang:
         return f"spans {nodes} nodes: add --nnodes {nodes} --node-rank <i> --dist-init-addr <head>:5000 on each"
-    if engine == "trtllm":
+    if engine == Engine.trtllm:
         return f"spans {nodes} nodes: start it on all {gpus} ranks (srun/mpirun trtllm-llmapi-launch trtllm-serve …)"
     return f"spans {nodes} nodes: start a Ray cluster over them first (vLLM multi-node)"
 
@@ -85,7 +86,7 @@ def _vllm(inst: InstancePlan, ckpt: str, max_model_len: int, mem_fraction: float
         argv += ["--data-parallel-size", str(inst.dp)]
     if inst.ep > 1:
         argv += ["--enable-expert-parallel"]  # EP width = tp × dp
-    if inst.role != "decode":
+    if inst.role != Role.decode:
         argv += ["--enable-chunked-prefill", "--max-num-batched-tokens", str(inst.chunk_tokens)]
     argv += ["--max-num-seqs", str(max(1, inst.max_batch // inst.dp)), "--max-model-len", str(max_model_len),
              "--gpu-memory-utilization", f"{mem_fraction:g}"]
@@ -100,7 +101,7 @@ def _sglang(inst: InstancePlan, ckpt: str, max_model_len: int, mem_fraction: flo
         argv += ["--ep-size", str(inst.ep)]
     if inst.pp > 1:
         argv += ["--pp-size", str(inst.pp)]
-    if inst.role != "decode":
+    if inst.role != Role.decode:
         argv += ["--chunked-prefill-size", str(inst.chunk_tokens)]
     argv += ["--max-running-requests", str(inst.max_batch), "--context-length", str(max_model_len),
              "--mem-fraction-static", f"{mem_fraction:g}"]
@@ -113,11 +114,12 @@ def _trtllm(inst: InstancePlan, ckpt: str, kv_dtype: str, max_model_len: int, me
     examples/serve/deepseek_r1_reasoning_parser.sh; releases before 1.1 spell it --extra_llm_api_options): LLM-API
     settings without a flag go in the YAML. With attention DP --tp_size counts every rank (attention DP across
     them, experts EP/TP over them) and each rank schedules its own batch, so --max_batch_size is per rank."""
-    kv = {"free_gpu_memory_fraction": mem_fraction}  # of the memory left after weights and buffers
+    # the fraction is of the memory left after weights and buffers
+    kv: dict[str, float | str] = {"free_gpu_memory_fraction": mem_fraction}
     if kv_dtype == "fp8":
         kv["dtype"] = "fp8"
     extra = {"kv_cache_config": kv, **({"enable_attention_dp": True} if inst.dp > 1 else {}),
-             **({"enable_chunked_prefill": True} if inst.role != "decode" else {})}
+             **({"enable_chunked_prefill": True} if inst.role != Role.decode else {})}
     argv = ["trtllm-serve", ckpt, "--tp_size", str(inst.tp * inst.dp), "--pp_size", str(inst.pp),
             "--ep_size", str(inst.ep), "--max_batch_size", str(max(1, inst.max_batch // inst.dp)),
             "--max_num_tokens", str(inst.chunk_tokens), "--max_seq_len", str(max_model_len), "--config", config_file]
@@ -131,12 +133,12 @@ def _spec_flags(spec, k: int, model: ModelSpec, engine: str) -> tuple[list[str],
     """Speculative decoding at depth k (planner/spec.py): (flags, note). vLLM `--speculative-config '<json>'`
     (facts.md §3.3; keys model / method / num_speculative_tokens); SGLang `--speculative-algorithm` STANDALONE
     (draft model) or EAGLE (DeepSeek's MTP / NextN head) with a chain of k steps, top-k 1, k + 1 draft tokens."""
-    if engine == "vllm":
+    if engine == Engine.vllm:
         conf = {"method": "deepseek_mtp" if "deepseek" in model.name.lower() else "mtp", "num_speculative_tokens": k} \
             if spec.method == "mtp" else {"model": _draft_id(spec.draft), "method": "draft_model",
                                           "num_speculative_tokens": k}
         return ["--speculative-config", json.dumps(conf, separators=(",", ":"))], ""
-    if engine == "sglang":
+    if engine == Engine.sglang:
         algo = ["--speculative-algorithm", "EAGLE"] if spec.method == "mtp" else [
             "--speculative-algorithm", "STANDALONE", "--speculative-draft-model-path", _draft_id(spec.draft)]
         return algo + ["--speculative-num-steps", str(k), "--speculative-eagle-topk", "1",
@@ -166,16 +168,16 @@ def launch_commands(plan: Plan, model: ModelSpec, engine: str, dtype: str, kv_dt
     """One command per instance group (+ the P/D router for a disaggregated plan). `mem_fraction`: per GPU type,
     the engine memory fraction the memory model assumed (EngineProfile.for_gpu(gpu).gpu_memory_utilization)."""
     out = []
-    disagg = any(i.role in ("prefill", "decode") for i in plan.instances)
+    disagg = any(i.role in (Role.prefill, Role.decode) for i in plan.instances)
     ckpt, quant_flags, ckpt_note = _checkpoint(model, dtype, engine)
     for n, inst in enumerate(plan.instances):
-        files = ()
-        if engine == "trtllm":
+        files: tuple[tuple[str, str], ...] = ()
+        if engine == Engine.trtllm:
             name = f"trtllm-{n}-{inst.role}.yml"
             argv, text, engine_note = _trtllm(inst, ckpt, kv_dtype, max_model_len, mem_fraction[inst.gpu], name)
             files = ((name, text),)
         else:
-            build = {"vllm": _vllm, "sglang": _sglang}[engine]
+            build = _vllm if engine == Engine.vllm else _sglang
             argv = build(inst, ckpt, max_model_len, mem_fraction[inst.gpu]) + quant_flags + _kv_flags(kv_dtype, engine)
             engine_note = ""
         note = "; ".join(x for x in (_multi_node_note(inst, scaleup_domain[inst.gpu], engine), ckpt_note,
@@ -186,7 +188,7 @@ def launch_commands(plan: Plan, model: ModelSpec, engine: str, dtype: str, kv_dt
             note = "; ".join(x for x in (note, spec_note) if x)
         if _kv_note(kv_dtype):
             note = "; ".join(x for x in (note, _kv_note(kv_dtype)) if x)
-        if inst.role == "multiplex":  # intra-GPU P/D: one collocated-looking server per instance
+        if inst.role == Role.multiplex:  # intra-GPU P/D: one collocated-looking server per instance
             out.append(LaunchCommand(inst.role, engine, inst.count, tuple(argv), (note + "; " if note else "") + (
                 f"intra-GPU P/D multiplexing with prefill on {inst.sm_fraction:.0%} of the SMs: neither vLLM nor "
                 "SGLang has an upstream SM-partition flag — run a multiplexing engine (semi-PD, an SGLang fork "
@@ -194,30 +196,30 @@ def launch_commands(plan: Plan, model: ModelSpec, engine: str, dtype: str, kv_dt
                 "split; the flags above size the instance (as collocated vLLM/SGLang it would run as "
                 "chunked prefill instead)"), files))
             continue
-        if inst.role != "agg" and engine == "vllm":  # Dynamo workers carry the vLLM flags
+        if inst.role != Role.agg and engine == Engine.vllm:  # Dynamo workers carry the vLLM flags
             argv = ["python3", "-m", "dynamo.vllm", "--model", ckpt] + argv[3:] + [
                 "--disaggregation-mode", inst.role, "--kv-transfer-config", NIXL]
-        elif inst.role != "agg" and engine == "sglang":
+        elif inst.role != Role.agg and engine == Engine.sglang:
             argv += ["--disaggregation-mode", inst.role, "--disaggregation-transfer-backend", "nixl"]
-            if inst.role == "prefill":
+            if inst.role == Role.prefill:
                 argv += ["--disaggregation-bootstrap-port", str(SGLANG_BOOTSTRAP_PORT)]
-        elif inst.role != "agg":
+        elif inst.role != Role.agg:
             note = (note + "; " if note else "") + "TRT-LLM disaggregated serving needs trtllm-serve disaggregated " \
                                                    "configs; the flags above size each worker"
         out.append(LaunchCommand(inst.role, engine, inst.count, tuple(argv), note, files))
-    mixed = disagg and any(i.role in ("agg", "multiplex") for i in plan.instances)
-    if disagg and engine == "vllm":
+    mixed = disagg and any(i.role in (Role.agg, Role.multiplex) for i in plan.instances)
+    if disagg and engine == Engine.vllm:
         out.append(LaunchCommand("router", engine, 1, ("python3", "-m", "dynamo.frontend", "--http-port", "8000",
                                                        "--router-mode", "kv"),
                                  "Dynamo frontend: routes to the prefill and decode workers it discovers"
                                  + ("; put it and the collocated instances behind one load balancer, splitting "
                                     "traffic as the plan's load_rps says" if mixed else "")))
-    elif disagg and engine == "sglang":
+    elif disagg and engine == Engine.sglang:
         argv = ["python", "-m", "sglang_router.launch_router", "--pd-disaggregation"]
         for inst in plan.instances:
             for k in range(inst.count):
                 host = f"http://{inst.role}-{inst.gpu}-{k}:30000"
-                argv += ["--prefill", host, str(SGLANG_BOOTSTRAP_PORT)] if inst.role == "prefill" else \
-                    (["--decode", host] if inst.role == "decode" else [])
+                argv += ["--prefill", host, str(SGLANG_BOOTSTRAP_PORT)] if inst.role == Role.prefill else \
+                    (["--decode", host] if inst.role == Role.decode else [])
         out.append(LaunchCommand("router", engine, 1, tuple(argv), "replace the hosts with your workers' addresses"))
     return out

@@ -1,4 +1,4 @@
-"""Plan / InstancePlan dataclasses and their JSON form (DESIGN §6).
+"""Plan / InstancePlan dataclasses and their JSON form (docs/architecture.md, "Data flow").
 
 Token figures are output (generated) tokens; $/M tokens = $/h ÷ (output tokens/s · 3600) · 10⁶.
 """
@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from planner.vocab import Family, Role
+
 
 @dataclass(frozen=True)
 class InstancePlan:
-    role: str  # agg | prefill | decode | multiplex
+    role: Role
     gpu: str
     count: int
     tp: int
@@ -36,8 +38,8 @@ class InstancePlan:
 @dataclass(frozen=True)
 class Plan:
     rank: int
-    family: str  # "" for the ranked list, else agg | disagg | single_gpu_type: best plan of that family
-    mode: str  # agg | disagg | mixed
+    family: Family | str  # "" for the ranked list, else the family whose best plan this is
+    mode: str  # the plan's shape: agg | disagg | multiplex | mixed (roles of its instances)
     goodput_rps: float
     tokens_per_s: float
     tokens_per_s_per_gpu: float
@@ -59,7 +61,7 @@ class Plan:
                            "dp": i.dp, "max_batch": i.max_batch, "chunk_tokens": i.chunk_tokens,
                            "load_rps": dict(sorted(i.load_rps.items())), "utilization": i.utilization,
                            "predicted": {"ttft_ms": i.ttft_ms, "tpot_ms": i.tpot_ms}, "binding": i.binding,
-                           "skew": i.skew, **({"sm_fraction": i.sm_fraction} if i.role == "multiplex" else {}),
+                           "skew": i.skew, **({"sm_fraction": i.sm_fraction} if i.role == Role.multiplex else {}),
                            **({"spec_k": i.spec_k} if i.spec_k is not None else {})}
                           for i in self.instances],
             "predicted": self.predicted, "binding": self.binding,

@@ -1,4 +1,4 @@
-"""Optimize results -> JSON (DESIGN §6), markdown for PR comments, and launch commands per plan."""
+"""Optimize results -> JSON (docs/architecture.md, "Data flow"), markdown for PR comments, and launch commands per plan."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ import math
 from planner.launch import LaunchCommand, launch_commands
 from planner.optimize import Request, Result, instance_builder
 from planner.plan import Plan
+from planner.render import Block, table
+from planner.vocab import FAMILY_LABEL, Role
 
 
 def instance_label(i) -> str:
     """'2× agg h100_sxm TP2·PP2 C2048': degrees above 1 only, the chunk budget of collocated instances, the SM
     split of multiplexed ones and the speculation depth when speculative decoding was searched."""
     par = f"TP{i.tp}" + "".join(f"·{k}{v}" for k, v in (("PP", i.pp), ("EP", i.ep), ("DP", i.dp)) if v > 1)
-    return (f"{i.count}× {i.role} {i.gpu} {par}" + (f" C{i.chunk_tokens}" if i.role == "agg" else "")
-            + (f" f{i.sm_fraction:g}" if i.role == "multiplex" else "")
-            + (f" spec k={i.spec_k}" if i.spec_k is not None and i.role != "prefill" else ""))
+    return (f"{i.count}× {i.role} {i.gpu} {par}" + (f" C{i.chunk_tokens}" if i.role == Role.agg else "")
+            + (f" f{i.sm_fraction:g}" if i.role == Role.multiplex else "")
+            + (f" spec k={i.spec_k}" if i.spec_k is not None and i.role != Role.prefill else ""))
 
 
 def launch_for(plan: Plan, req: Request) -> list[LaunchCommand]:
@@ -26,7 +28,7 @@ def launch_for(plan: Plan, req: Request) -> list[LaunchCommand]:
     return launch_commands(plan, req.model, req.engine, req.dtype, req.kv_dtype, max_len,
                            {g: builder.gpu(g).scaleup_domain_gpus for g in plan.gpus},
                            {g: builder.engine_for(g).gpu_memory_utilization for g in plan.gpus},
-                           spec=getattr(req, "spec", None))
+                           spec=req.spec)
 
 
 def _levers(req: Request) -> dict:
@@ -65,7 +67,7 @@ def result_json(result: Result, req: Request, launch: bool = False) -> dict:
         **({"levers": levers} if (levers := _levers(req)) else {}),
         "plans": [plan_json(p) for p in result.plans],
         "family_bests": [plan_json(p) for p in result.family_bests],
-        "solver": {k: v for k, v in result.solver.items()},
+        "solver": dict(result.solver),
         "notes": result.notes,
         "wall_time_s": result.wall_s,
     }
@@ -96,6 +98,53 @@ def result_markdown(result: Result, req: Request, launch: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
+def result_text(result: Result, req: Request, sweep_rows: list[dict] | None, fmt: str, launch: bool) -> str:
+    """`planner optimize`'s output as text: the sweep's CSV when there is one, else JSON or markdown."""
+    from planner.jsonio import canonical_json
+
+    if sweep_rows is not None:
+        return sweep_csv(sweep_rows)
+    if fmt == "json":
+        return canonical_json(result_json(result, req, launch))
+    return result_markdown(result, req, launch)
+
+
+def result_view(result: Result, req: Request, launch: bool = False) -> list[Block]:
+    """The table form of `planner optimize`: the request, ranked plans, each family's best, what binds them."""
+    cls = ", ".join(f"{k.name}: ISL {k.isl} / OSL {k.osl}" + (f" @ {k.rate_rps:g} req/s" if k.rate_rps else "")
+                    + f" (TTFT ≤ {k.slo.ttft_ms:g} ms, TPOT ≤ {k.slo.tpot_ms:g} ms at p{k.slo.percentile:g})"
+                    for k in req.classes)
+    out: list[Block] = [f"{req.model.name} — {cls}; objective {req.objective}, engine {req.engine}, {req.dtype} "
+                        f"weights", *(f"note: {n}" for n in result.notes)]
+    p_label = "/".join(sorted({f"p{k.slo.percentile:g}" for k in req.classes}))
+    cols = ["#", "instances", "GPUs", "req/s", "tok/s/GPU", "$/h", "$/Mtok", f"TTFT {p_label}", f"TPOT {p_label}"]
+    with_energy = any(p.energy is not None for p in result.plans + result.family_bests)
+    if with_energy:
+        cols += ["W", "J/tok"]
+
+    def row(p: Plan) -> list:
+        return [FAMILY_LABEL.get(p.family, str(p.rank)), "\n".join(instance_label(i) for i in p.instances),
+                "\n".join(f"{n} {g}" for g, n in sorted(p.gpus.items())), f"{p.goodput_rps:,.2f}",
+                f"{p.tokens_per_s_per_gpu:,.0f}", f"{p.cost_usd_per_h:,.2f}", f"{p.usd_per_million_tokens:,.2f}",
+                f"{p.predicted['ttft_ms']:,.0f}", f"{p.predicted['tpot_ms']:,.1f}"] + (
+            [f"{p.energy['watts']:,.0f}", f"{p.energy['joules_per_token']:.3g}"] if with_energy else [])
+
+    for title, plans in (("ranked plans", result.plans), ("best plan of each family", result.family_bests)):
+        if plans:
+            out.append(table(title, cols, [row(p) for p in plans], caption="latencies in ms",
+                             no_wrap=frozenset({"#", "instances", "GPUs"})))
+    out.append("binding constraints:")
+    out += [f"  {FAMILY_LABEL.get(p.family, p.rank)}: {p.binding}" for p in result.plans + result.family_bests]
+    s = result.solver
+    out.append(f"solver: {s['backend']} {s['status']} (gap {s['gap']:.2%}) in {s['time_s']:.2f} s over "
+               f"{s['candidates']} instance types ({s['evaluated']} evaluated); total {result.wall_s:.2f} s")
+    if launch and result.plans:
+        out.append("\nlaunch plan #1")
+        for cmd in launch_for(result.plans[0], req):
+            out += [f"# {cmd.role} ×{cmd.replicas}" + (f" — {cmd.note}" if cmd.note else ""), cmd.shell]
+    return out
+
+
 # ---- HTML -------------------------------------------------------------------------------------------------
 
 def single_type_points(result: Result, req: Request) -> list[dict]:
@@ -105,7 +154,7 @@ def single_type_points(result: Result, req: Request) -> list[dict]:
     total_rate = sum(c.rate_rps for c in req.classes)
     for c in result.candidates:
         caps = [c.capacity[k.name].rate_rps for k in req.classes]
-        if c.role != "agg" or min(caps) <= 0:
+        if c.role != Role.agg or min(caps) <= 0:
             continue
         per_instance = len(caps) / sum(1 / x for x in caps)  # an equal mix of the classes
         limit = req.inventory.get(c.gpu, 0) // c.gpus if req.inventory else 64
@@ -178,7 +227,7 @@ def _breakdown_html(plan: Plan, req: Request) -> str:
     parts = []
     cls = req.classes[0]
     for inst in plan.instances:
-        if inst.role == "prefill":
+        if inst.role == Role.prefill:
             shape = StepShape(prefill_tokens=cls.isl, prefill_seq_len=cls.isl)
         else:
             shape = StepShape(max(inst.max_batch * inst.utilization, 1.0), cls.isl + cls.osl / 2)
@@ -188,7 +237,7 @@ def _breakdown_html(plan: Plan, req: Request) -> str:
         bars = "".join(f'<tr><td>{html.escape(r["op"])}</td><td>{r["bound"]}</td><td>{r["time_ms"]:.3f}</td>'
                        f'<td><div class="bar" style="width:{max(r["share"], 0.002) * 300:.0f}px"></div></td></tr>'
                        for r in rows)
-        what = "prefill of one prompt" if inst.role == "prefill" else "decode iteration at the routed batch"
+        what = "prefill of one prompt" if inst.role == Role.prefill else "decode iteration at the routed batch"
         parts.append(f"<h4>{html.escape(instance_label(inst))} — "
                      f"{what} (class {html.escape(cls.name)})</h4><table class='bd'><tr><th>op</th><th>bound</th>"
                      f"<th>ms</th><th>share</th></tr>{bars}</table>")

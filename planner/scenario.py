@@ -16,6 +16,7 @@ from planner.errors import PlannerInputError
 from planner.inputs import shown_value
 from planner.model import DTYPE_BYTES, _read_structured, load_model, model_from_dict
 from planner.optimize import Request
+from planner.vocab import Engine, Mode, Objective, choice
 from planner.workload import parse_kv, parse_workload_flag, slo_from, workload_from_yaml
 
 SCENARIO_KEYS = {"model", "workload", "slo", "gpus", "budget_usd_per_h", "objective", "mode", "engine", "dtype",
@@ -24,7 +25,7 @@ SCENARIO_KEYS = {"model", "workload", "slo", "gpus", "budget_usd_per_h", "object
 
 def parse_gpus(text: str) -> dict[str, int]:
     """'h100_sxm:16,a100_80g:32' -> {'h100_sxm': 16, 'a100_80g': 32}."""
-    out = {}
+    out: dict[str, int] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, count = (s.strip() for s in part.partition(":"))
         if not name or not re.fullmatch(r"[0-9]+", count) or int(count) <= 0:
@@ -76,8 +77,12 @@ def _check_scenario(data: dict, origin: str) -> None:
 def build_request(model_arg: str, *, slo: str | None = None, workload: str | None = None, gpus: str | None = None,
                   budget: str | None = None, objective: str | None = None, mode: str | None = None,
                   engine: str | None = None, dtype: str | None = None, kv_dtype: str | None = None,
-                  top: int | None = None, **extra) -> Request:
-    """Merge a scenario/model file (or bundled model name) with flags into an optimize Request."""
+                  top: int | None = None, power_cap: str | None = None, spec: str | None = None,
+                  kv_compression: float | None = None, link: str | None = None, calibration: Path | None = None,
+                  expert_stats: Path | None = None, **extra) -> Request:
+    """Merge a scenario/model file (or bundled model name) with flags into an optimize Request; the lever flags
+    (--power-cap, --spec, --kv-compression, --link, --calibration, --expert-stats) are parsed here too."""
+    extra.update(_levers(power_cap, spec, kv_compression, link, calibration, expert_stats))
     scen: dict = {}
     origin = model_arg
     path = Path(model_arg)
@@ -128,9 +133,45 @@ def build_request(model_arg: str, *, slo: str | None = None, workload: str | Non
             raise PlannerInputError(f"{where}: unknown dtype '{value}' (choose from {', '.join(DTYPE_BYTES)})")
         dtypes[key] = value
 
-    def pick(flag_value, key, default):  # a flag given, even empty, wins over the scenario
-        return flag_value if flag_value is not None else scen.get(key, default)
+    def pick(enum, flag_value, key, default):  # a flag given, even empty, wins over the scenario
+        if flag_value is not None:
+            return choice(enum, flag_value, f"--{key}")
+        return choice(enum, scen.get(key, default), f"{origin}: field '{key}'")
 
     return Request(model=model, classes=tuple(classes), inventory=inventory, budget_usd_per_h=budget_v,
-                   objective=pick(objective, "objective", "goodput"), mode=pick(mode, "mode", "auto"),
-                   engine=pick(engine, "engine", "vllm"), top_k=pick(top, "top", 5), **dtypes, **extra)
+                   objective=pick(Objective, objective, "objective", Objective.goodput),
+                   mode=pick(Mode, mode, "mode", Mode.auto),
+                   engine=engine if engine is not None else scen.get("engine", Engine.vllm),
+                   top_k=top if top is not None else scen.get("top", 5), dtype=dtypes["dtype"],
+                   kv_dtype=dtypes["kv_dtype"], **extra)
+
+
+def _levers(power_cap: str | None, spec: str | None, kv_compression: float | None, link: str | None,
+            calibration: Path | None, expert_stats: Path | None) -> dict:
+    """Request fields of the lever flags that were given (parsed and checked; each error names its flag)."""
+    out: dict = {}
+    if power_cap is not None:
+        from planner.energy import parse_power_cap
+
+        out["power_cap"] = parse_power_cap(power_cap)
+    if spec is not None:
+        from planner.spec import parse_spec
+
+        out["spec"] = parse_spec(spec)
+    if kv_compression is not None:
+        from planner.kvtransfer import parse_compression
+
+        out["kv_compression"] = parse_compression(kv_compression)
+    if link is not None:
+        from planner.kvtransfer import parse_link
+
+        out["link_gbps"] = parse_link(link)
+    if calibration:
+        from planner.calibrate import load_calibration
+
+        out["calibration"] = load_calibration(calibration)
+    if expert_stats:
+        from solvers import load_expert_counts_csv
+
+        out["expert_loads"] = tuple(load_expert_counts_csv(expert_stats))
+    return out

@@ -308,3 +308,21 @@ def test_python_m_cli_runs_the_guarded_entry_point():
                        capture_output=True, text=True, timeout=TIME_LIMIT_S,
                        env={**os.environ, "PYTHONPATH": str(Path(cli.__file__).parent)})
     assert r.returncode == 2 and "--gpus" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args,flag", [
+    (OPT + ["--objective", "speed"], "--objective"), (OPT + ["--mode", "both"], "--mode"),
+    (OPT + ["--engine", "tgi"], "--engine"), (["hw", "list", "--format", "xml"], "--format"),
+    (EST[:2] + ["--isl", "8", "--osl", "8"], "--gpu"), (EST + ["--tp", "0"], "--tp"),
+    (OPT + ["--launch=yes"], "--launch"),
+])
+def test_a_value_typer_refuses_is_one_line_naming_the_flag(args, flag):
+    """Choices, ranges and missing options that typer checks read like the flags planner checks: one line."""
+    r = CliRunner().invoke(cli.app, args)
+    assert r.exit_code == 2
+    assert r.output.strip().splitlines() == [r.output.strip()] and r.output.startswith("error: ") and flag in r.output
+
+
+def test_help_lists_the_choices_of_enum_flags():
+    r = CliRunner().invoke(cli.app, ["optimize", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "goodput|cost|energy" in r.output and "auto|agg|disagg|multiplex" in r.output
