@@ -13,7 +13,7 @@ from planner.errors import PlannerInputError
 __all__ = ["read_document", "read_csv", "shown_value"]
 
 
-def read_document(path: str | os.PathLike, max_bytes: int = MAX_DOCUMENT_BYTES, json_only: bool = False) -> Any:
+def read_document(path: str | os.PathLike[str], max_bytes: int = MAX_DOCUMENT_BYTES, json_only: bool = False) -> Any:
     """A .json file (any file when json_only) as JSON, any other as YAML (no aliases, bounded size and nesting)."""
     try:
         return load_document(path, str(path), max_bytes, json_only)
@@ -21,7 +21,8 @@ def read_document(path: str | os.PathLike, max_bytes: int = MAX_DOCUMENT_BYTES, 
         raise PlannerInputError(str(e)) from None
 
 
-def read_csv(path: str | os.PathLike, max_rows: int, max_bytes: int = MAX_CSV_BYTES) -> Iterator[tuple[int, list]]:
+def read_csv(path: str | os.PathLike[str], max_rows: int,
+             max_bytes: int = MAX_CSV_BYTES) -> Iterator[tuple[int, list[str]]]:
     """(line number, cells) of each non-blank row of a CSV, the header first; at most max_rows data rows."""
     try:
         yield from csv_records(path, str(path), max_rows, max_bytes)

@@ -218,9 +218,9 @@ class ModelSpec:
         if self.num_sliding_layers > self.num_layers or (self.num_sliding_layers and not self.sliding_window):
             raise PlannerInputError(f"{origin}: field 'num_sliding_layers' needs 'sliding_window' and at most "
                                     f"num_layers layers")
-        for f in ("weight_dtype", "expert_weight_dtype"):
-            if getattr(self, f):
-                dtype_bytes(getattr(self, f), f"{origin}: field '{f}'")
+        for name in ("weight_dtype", "expert_weight_dtype"):
+            if getattr(self, name):
+                dtype_bytes(getattr(self, name), f"{origin}: field '{name}'")
         return self
 
 

@@ -34,8 +34,12 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .errors import SolverInputError
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
 
 BACKENDS = ("highs", "cbc")
 
@@ -185,8 +189,8 @@ def check_solution(model: MilpModel, cost: list[float], result: MilpResult) -> s
     return None
 
 
-def _solve_highs(model: MilpModel, cost: list[float], time_limit_s: float, max_nodes: int, threads: int, start,
-                 plain: bool):
+def _solve_highs(model: MilpModel, cost: list[float], time_limit_s: float, max_nodes: int, threads: int,
+                 start: Sequence[float] | None, plain: bool) -> MilpResult:
     global _highs_pool_threads
     import highspy
     import numpy as np
@@ -257,8 +261,8 @@ def _relative_gap(gap: float) -> float:
     return gap if math.isfinite(gap) and gap >= 0 else math.inf
 
 
-def _solve_cbc(model: MilpModel, cost: list[float], time_limit_s: float, max_nodes: int, threads: int, start,
-               plain: bool):
+def _solve_cbc(model: MilpModel, cost: list[float], time_limit_s: float, max_nodes: int, threads: int,
+               start: Sequence[float] | None, plain: bool) -> MilpResult:
     import pulp
 
     problem = pulp.LpProblem("servplan", pulp.LpMinimize)
@@ -321,7 +325,8 @@ def _solve_cbc(model: MilpModel, cost: list[float], time_limit_s: float, max_nod
     return MilpResult("feasible", values, value, math.inf, safety_stop)  # pulp does not report CBC's bound
 
 
-def solve_cp_sat(model, *, deterministic_time_s: float, seed: int, hard_time_limit_s: float):
+def solve_cp_sat(model: cp_model.CpModel, *, deterministic_time_s: float, seed: int,
+                 hard_time_limit_s: float) -> tuple[cp_model.CpSolver, str, bool]:
     """Solve an OR-Tools CP-SAT ``model`` deterministically; return ``(solver, status_name, safety_stop)``.
 
     One worker and a fixed ``random_seed`` make CP-SAT deterministic; the search stops after

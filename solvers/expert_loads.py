@@ -25,7 +25,7 @@ def zipf_loads(num_experts: int, s: float = 1.0, seed: int = 0) -> tuple[float, 
     return tuple(float(w) for w in weights / weights.sum())
 
 
-def load_expert_counts_csv(path: str | os.PathLike) -> tuple[float, ...]:
+def load_expert_counts_csv(path: str | os.PathLike[str]) -> tuple[float, ...]:
     """Loads from a CSV with header ``expert,count``: one row per expert id 0..E-1, in any order.
 
     Errors name the file and line: a file that is not UTF-8 text of at most MAX_CSV_BYTES, a missing or
@@ -56,7 +56,7 @@ def load_expert_counts_csv(path: str | os.PathLike) -> tuple[float, ...]:
     return tuple(counts[e] for e in range(len(counts)))
 
 
-def _text(path) -> str:
+def _text(path: str | os.PathLike[str]) -> str:
     """The file as UTF-8 text: at most MAX_CSV_BYTES, no NUL bytes (binary), no UTF-16."""
     try:
         with open(path, "rb") as handle:
@@ -78,7 +78,7 @@ def _shown(text: str) -> str:
     return repr(text) if len(text) <= 58 else repr(text[:57]) + "…"
 
 
-def _expert_id(cell: str, path, line: int, seen: dict[int, float]) -> int:
+def _expert_id(cell: str, path: str | os.PathLike[str], line: int, seen: dict[int, float]) -> int:
     try:
         expert = int(cell.strip())
     except ValueError:
@@ -88,7 +88,7 @@ def _expert_id(cell: str, path, line: int, seen: dict[int, float]) -> int:
     return expert
 
 
-def _count(cell: str, path, line: int) -> float:
+def _count(cell: str, path: str | os.PathLike[str], line: int) -> float:
     try:
         count = float(cell.strip())
     except ValueError:

@@ -44,9 +44,16 @@ import math
 import numbers
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .backends import solve_cp_sat
 from .errors import SolverInputError
+
+if TYPE_CHECKING:
+    from ortools.sat.python import cp_model
+
+Matrix = tuple[tuple[float, ...], ...]  # E×E, row by row
+Placement = tuple[tuple[int, ...], ...]  # per rank: the expert ids it holds
 
 LOAD_UNITS = 1_000_000
 WALL_FACTOR = 20.0  # wall-clock safety stop: this many seconds per deterministic-time unit (see above)
@@ -61,7 +68,7 @@ class ExpertProblem:
     loads: tuple[float, ...]  # per-expert load (tokens or fraction), length E
     ranks: int  # R
     slots_per_rank: int  # ≥ ceil(E/R); extra slots allow replication
-    coactivation: tuple[tuple[float, ...], ...] | None = None  # E×E symmetric, optional
+    coactivation: Matrix | None = None  # E×E symmetric, optional
     traffic_weight: float = 0.0
     replicate: bool = False
 
@@ -70,7 +77,7 @@ class ExpertProblem:
 class ExpertPlacement:
     """Where each expert lives and how even the ranks' loads are."""
 
-    placement: tuple[tuple[int, ...], ...]  # per rank: expert ids (replicas may appear on several ranks)
+    placement: Placement  # per rank: expert ids (replicas may appear on several ranks)
     rank_loads: tuple[float, ...]
     imbalance: float  # max / mean rank load
     round_robin_imbalance: float  # the same for expert e on rank e mod R
@@ -144,7 +151,7 @@ def copy_counts(problem: ExpertProblem) -> tuple[int, ...]:
     return tuple(copies)
 
 
-def greedy_lpt(problem: ExpertProblem) -> tuple[tuple[int, ...], ...]:
+def greedy_lpt(problem: ExpertProblem) -> Placement:
     """Longest-processing-time greedy, the solver's warm start and the floor it must beat.
 
     Copies (``copy_counts``), largest per-copy load first, each onto the least-loaded rank (lowest index
@@ -179,12 +186,12 @@ def greedy_lpt(problem: ExpertProblem) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(sorted(p)) for p in placed)
 
 
-def round_robin(problem: ExpertProblem) -> tuple[tuple[int, ...], ...]:
+def round_robin(problem: ExpertProblem) -> Placement:
     """The baseline: expert e on rank e mod R."""
     return tuple(tuple(range(r, len(problem.loads), problem.ranks)) for r in range(problem.ranks))
 
 
-def rank_loads(loads: tuple[float, ...], placement: tuple[tuple[int, ...], ...]) -> tuple[float, ...]:
+def rank_loads(loads: tuple[float, ...], placement: Placement) -> tuple[float, ...]:
     """Load of each rank, each expert's load split evenly among its copies."""
     copies = [0] * len(loads)
     for experts in placement:
@@ -193,7 +200,7 @@ def rank_loads(loads: tuple[float, ...], placement: tuple[tuple[int, ...], ...])
     return tuple(sum((loads[e] / copies[e] for e in experts), 0.0) for experts in placement)
 
 
-def placement_objective(problem: ExpertProblem, placement: tuple[tuple[int, ...], ...]) -> float:
+def placement_objective(problem: ExpertProblem, placement: Placement) -> float:
     """max rank load + traffic_weight · co-activation of the pairs that share no rank (floating point)."""
     objective = max(rank_loads(problem.loads, placement))
     if problem.coactivation is not None and problem.traffic_weight > 0:
@@ -203,7 +210,8 @@ def placement_objective(problem: ExpertProblem, placement: tuple[tuple[int, ...]
     return objective
 
 
-def _build(problem: ExpertProblem, scale: float, hint: tuple[tuple[int, ...], ...]):
+def _build(problem: ExpertProblem, scale: float,
+           hint: Placement) -> tuple[cp_model.CpModel, dict[tuple[int, int], cp_model.IntVar]]:
     """The CP-SAT model of the module docstring; returns (model, x) with x[e, r] for the allowed pairs."""
     from ortools.sat.python import cp_model
 
@@ -258,12 +266,12 @@ def _hot_order(loads: tuple[float, ...]) -> list[int]:
     return sorted(range(len(loads)), key=lambda e: (-loads[e], e))
 
 
-def _pairs(matrix):
+def _pairs(matrix: Matrix) -> list[tuple[int, int, float]]:
     """(e, f, A[e,f]) for e < f with A[e,f] > 0."""
     return [(e, f, row[f]) for e, row in enumerate(matrix) for f in range(e + 1, len(row)) if row[f] > 0]
 
 
-def _ranks_of(placement: tuple[tuple[int, ...], ...], experts: int) -> list[set[int]]:
+def _ranks_of(placement: Placement, experts: int) -> list[set[int]]:
     where: list[set[int]] = [set() for _ in range(experts)]
     for r, on_rank in enumerate(placement):
         for e in on_rank:
@@ -307,7 +315,7 @@ def _validate(problem: ExpertProblem, time_limit_s: float, seed: int) -> None:
         raise SolverInputError(f"seed: must be an integer in [0, 2**31), got {seed!r}")
 
 
-def _validate_coactivation(matrix, experts: int) -> None:
+def _validate_coactivation(matrix: Matrix, experts: int) -> None:
     if len(matrix) != experts or any(len(row) != experts for row in matrix):
         raise SolverInputError(f"coactivation: must be a {experts}×{experts} matrix")
     for e, row in enumerate(matrix):

@@ -127,7 +127,7 @@ class _Solver:
             safety_stop,
         )
 
-    def _from_plan(self, plan: Plan, binding, hint, family: str, time_s: float) -> MixSolution:
+    def _from_plan(self, plan: Plan, binding: str | None, hint: str | None, family: str, time_s: float) -> MixSolution:
         types = {t.name: t for t in self.problem.instance_types}
         cost = sum(types[name].cost_usd_per_h * n for name, n in plan.counts.items())
         gpus: dict[str, int] = {}
@@ -141,7 +141,7 @@ class _Solver:
         )
 
 
-def _validate_options(time_limit_s, threads, top_k, families) -> None:
+def _validate_options(time_limit_s: float, threads: int, top_k: int, families: tuple[str, ...]) -> None:
     if not isinstance(time_limit_s, numbers.Real) or not math.isfinite(time_limit_s) or time_limit_s <= 0:
         raise SolverInputError(f"time_limit_s: must be a finite number > 0, got {time_limit_s!r}")
     for field, value in (("threads", threads), ("top_k", top_k)):

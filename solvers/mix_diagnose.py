@@ -84,7 +84,7 @@ def explain_optimum(problem: MixProblem, spec: ModelSpec, plan: Plan) -> tuple[s
             used = sum(types[n].gpus.get(gpu, 0) * k for n, k in plan.counts.items())
             if have - used < min(t.gpus[gpu] for t in types.values() if gpu in t.gpus):
                 found.append((f"inventory:{gpu}", f"{used} of {have} {gpu} GPUs in use"))
-    capped = [n for n, k in plan.counts.items() if types[n].max_count is not None and k >= types[n].max_count]
+    capped = [n for n, k in plan.counts.items() if (most := types[n].max_count) is not None and k >= most]
     if capped:
         found.append(("max_count", f"at max_count: {', '.join(capped)}"))
     if not found:
@@ -106,19 +106,21 @@ def _violation(problem: MixProblem, family: str, plan: Plan) -> str:
     types = {t.name: t for t in problem.instance_types}
     if family == "budget":
         cost = sum(types[name].cost_usd_per_h * n for name, n in plan.counts.items())
-        if cost <= problem.budget_usd_per_h:
+        if problem.budget_usd_per_h is None or cost <= problem.budget_usd_per_h:  # None: no budget to exceed
             return ""
         return f"budget must be at least ${math.ceil(cost * 100 - 1e-6) / 100:.2f}/h"
     if family.startswith("inventory:"):
         gpu = family.split(":", 1)[1]
         used = sum(types[name].gpus.get(gpu, 0) * n for name, n in plan.counts.items())
+        if problem.inventory is None:  # unlimited GPUs: nothing to exceed
+            return ""
         have = problem.inventory.get(gpu, 0)
         return f"needs {used - have} more {gpu} GPUs ({used} instead of {have})" if used > have else ""
     if family == "max_count":
         over = [
             name
             for name, n in plan.counts.items()
-            if types[name].max_count is not None and n > types[name].max_count
+            if (most := types[name].max_count) is not None and n > most
         ]
         return f"needs more instances than max_count allows of {', '.join(over)}" if over else ""
     split = {g for name in plan.counts if not types[name].collocated for g in types[name].gpus}

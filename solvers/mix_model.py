@@ -42,6 +42,7 @@ constraint that binds: "budget", "inventory:<g>" (GPU type g becomes unlimited),
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .backends import MilpModel
@@ -180,7 +181,7 @@ def _undominated(types: list[InstanceType], classes: list[str]) -> list[Instance
     before B's; A's capacity at least B's for every demanded class and its KV egress at least B's; A has
     no max_count and B no min_count. Swapping B's instances for A's breaks no constraint and improves
     the lexicographic objective, so no optimal plan uses B; top-k plans never use B either."""
-    groups: dict[tuple, list[InstanceType]] = {}
+    groups: dict[tuple[tuple[tuple[str, int], ...], frozenset[str], str], list[InstanceType]] = {}
     for t in sorted(types, key=lambda t: (t.cost_usd_per_h, t.name)):
         groups.setdefault((tuple(sorted(t.gpus.items())), t.roles, t.family), []).append(t)
     kept = []
@@ -201,7 +202,8 @@ def _covers(a: InstanceType, b: InstanceType, classes: list[str]) -> bool:
     )
 
 
-def _one_gpu_type(milp: MilpModel, types, x: dict[str, int], upper: dict[str, int]) -> None:
+def _one_gpu_type(milp: MilpModel, types: Sequence[InstanceType], x: dict[str, int],
+                  upper: dict[str, float]) -> None:
     gpu_types = sorted({g for t in types for g in t.gpus})
     chosen = {g: milp.add_var(0.0, 1.0, integer=True) for g in gpu_types}
     milp.add_row([(z, 1.0) for z in chosen.values()], -math.inf, 1.0)
@@ -248,8 +250,9 @@ def _alpha_upper_bound(problem: MixProblem, spec: ModelSpec, classes: tuple[Requ
     return bound
 
 
-def _upper_bounds(problem, spec, classes, alpha_ub: float) -> list[tuple[InstanceType, int]]:
-    """(type, U_i): the resource bound, tightened by the demand bound.
+def _upper_bounds(problem: MixProblem, spec: ModelSpec, classes: tuple[RequestClass, ...],
+                  alpha_ub: float) -> list[tuple[InstanceType, float]]:
+    """(type, U_i): the resource bound, tightened by the demand bound (a whole number: the demand bound is finite).
 
     Demand bound: at α ≤ alpha_ub, type i never needs more than max(min_count, ⌈α·Σ_s r_s/cap[i,s]⌉,
     ⌈α·Σ_s r_s·kv_s/kv_egress_i⌉) instances; any plan with more can drop the surplus without breaking a

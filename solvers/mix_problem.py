@@ -154,12 +154,12 @@ def _validate_types(types: tuple[InstanceType, ...], class_names: set[str]) -> N
                 raise SolverInputError(f"{where}.max_count: {t.max_count} is below min_count {t.min_count}")
 
 
-def _require_nonnegative(value, field: str) -> None:
+def _require_nonnegative(value: float, field: str) -> None:
     number = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not number or not math.isfinite(value) or value < 0:
         raise SolverInputError(f"{field}: must be a finite number >= 0, got {value!r}")
 
 
-def _require_count(value, field: str) -> None:
+def _require_count(value: int, field: str) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
         raise SolverInputError(f"{field}: must be an integer >= 0, got {value!r}")

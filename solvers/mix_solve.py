@@ -63,7 +63,7 @@ def solve_stages(
     stage's rows) and ``gap`` that stage's relative gap; later stages still run. A tie-break stage without
     a plan is an error: the previous stage's plan satisfies it, so the backend has failed (RuntimeError).
     """
-    values = None
+    values: tuple[float, ...] | None = None
     status, gap, primary, safety_stop = "time_limit", math.inf, math.inf, False
     for k, name in enumerate(stages):
         remaining = deadline - time.perf_counter()
@@ -78,8 +78,6 @@ def solve_stages(
         safety_stop = safety_stop or result.safety_stop
         if k == 0:
             status, gap = result.status, result.gap
-            if result.values is None:
-                break
         elif result.status == "infeasible":
             raise RuntimeError(f"{backend}: tie-break stage {name!r} found no plan, although the plan of the "
                                f"stage before satisfies it")
@@ -87,6 +85,8 @@ def solve_stages(
             status, gap = "feasible", result.gap  # the first stage cut short gives the gap
         if result.values is not None:  # a stage stopped without a plan keeps the previous one
             values = result.values
+        if values is None:  # the first stage found no plan
+            break
         value = _value(model, objective, values)
         if k == 0:
             primary = value
@@ -103,7 +103,8 @@ def solve_stages(
     return Plan(status, gap, values[model.alpha], counts, routing, primary, safety_stop)
 
 
-def _alpha_at_counts(model: MixModel, values, *, backend: str, deadline: float, threads: int):
+def _alpha_at_counts(model: MixModel, values: tuple[float, ...], *, backend: str, deadline: float,
+                     threads: int) -> tuple[tuple[float, ...], bool]:
     """(values, safety_stop): the largest α, and its routing, at the counts of ``values``.
 
     The tie-break stages leave α anywhere within its tie tolerance of the optimum (they do not look at
@@ -126,6 +127,7 @@ def _objective(model: MixModel, name: str, start: tuple[float, ...] | None) -> d
     """The objective of stage ``name``; for GPUS_THEN_ORDER, W·GPUs + order (see the module docstring)."""
     if name != GPUS_THEN_ORDER:
         return model.objectives[name]
+    assert start is not None, "a tie-break stage follows a stage that found a plan"
     gpus, order = model.objectives["gpus"], model.objectives["order"]
     weight = 1.0 + max(order.values(), default=0.0) * _value(model, gpus, start)
     return {j: weight * coef + order[j] for j, coef in gpus.items()}

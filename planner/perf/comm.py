@@ -6,10 +6,15 @@ Bandwidths in hwdb are per GPU, one direction, in GB/s.
 
 from __future__ import annotations
 
-from planner.perf.ops import OpTime
+from typing import TYPE_CHECKING
+
+from planner.perf.ops import Bound, OpTime
+
+if TYPE_CHECKING:
+    from hwdb import GpuSpec
 
 
-def _link(gpu, group: int, domain: int | None = None) -> tuple[float, float]:
+def _link(gpu: GpuSpec, group: int, domain: int | None = None) -> tuple[float, float]:
     """(bytes/s, per-step latency s) of the slowest link a `group`-GPU collective crosses."""
     eff = gpu.efficiency
     if group <= (domain or gpu.scaleup_domain_gpus):
@@ -17,22 +22,22 @@ def _link(gpu, group: int, domain: int | None = None) -> tuple[float, float]:
     return gpu.scaleout_bw_gbps * 1e9 * eff.scaleout, eff.scaleout_latency_us * 1e-6
 
 
-def allreduce(name: str, message_bytes: float, group: int, gpu, count: float = 1.0) -> OpTime:
+def allreduce(name: str, message_bytes: float, group: int, gpu: GpuSpec, count: float = 1.0) -> OpTime:
     """All-reduce as engines run it: the faster of
     one-shot (each GPU reads the n−1 peers' buffers):  2α + (n−1) · bytes / bw
-    ring / two-shot (2(n−1) steps of bytes/n):        2(n−1) · (α + bytes / (n · bw))    (DESIGN §3)
-    with α the per-step latency of the link the group crosses."""
+    ring / two-shot (2(n−1) steps of bytes/n):        2(n−1) · (α + bytes / (n · bw))
+    with α the per-step latency of the link the group crosses (docs/architecture.md, "Formulas")."""
     if group <= 1 or message_bytes <= 0:
         return OpTime(name, "allreduce", 0.0, "link")
     bw, lat = _link(gpu, group)
     one_shot = 2 * lat + (group - 1) * message_bytes / bw
     ring = 2 * (group - 1) * (lat + message_bytes / (group * bw))
     t = min(one_shot, ring)
-    bound = "link" if t > 4 * lat * (group - 1) else "latency"
+    bound: Bound = "link" if t > 4 * lat * (group - 1) else "latency"
     return OpTime(name, "allreduce", t * count, bound, 0.0, message_bytes * count)
 
 
-def alltoall(name: str, bytes_per_gpu: float, group: int, gpu, count: float = 1.0) -> OpTime:
+def alltoall(name: str, bytes_per_gpu: float, group: int, gpu: GpuSpec, count: float = 1.0) -> OpTime:
     """All-to-all: n−1 steps, each sending bytes/n to one peer: (n−1) · (α + bytes / (n · bw))."""
     if group <= 1 or bytes_per_gpu <= 0:
         return OpTime(name, "alltoall", 0.0, "link")
@@ -43,7 +48,7 @@ def alltoall(name: str, bytes_per_gpu: float, group: int, gpu, count: float = 1.
                   bytes_per_gpu * count)
 
 
-def p2p(name: str, message_bytes: float, crosses_node: bool, gpu, count: float = 1.0) -> OpTime:
+def p2p(name: str, message_bytes: float, crosses_node: bool, gpu: GpuSpec, count: float = 1.0) -> OpTime:
     """Point-to-point send of activations between pipeline stages: bytes / bw + latency."""
     if message_bytes <= 0 or count <= 0:
         return OpTime(name, "p2p", 0.0, "link")
@@ -51,7 +56,7 @@ def p2p(name: str, message_bytes: float, crosses_node: bool, gpu, count: float =
     return OpTime(name, "p2p", (message_bytes / bw + lat) * count, "link", 0.0, message_bytes * count)
 
 
-def kv_transfer_s(kv_bytes: float, gpu, same_node: bool, link_gbps: float | None = None,
+def kv_transfer_s(kv_bytes: float, gpu: GpuSpec, same_node: bool, link_gbps: float | None = None,
                   gpus_sending: int = 1) -> float:
     """P/D hand-off of one request's KV cache: bytes / path bandwidth + latency. The prefill instance's GPUs
     send their shards in parallel; `link_gbps` (GB/s) overrides the path (e.g. a cross-datacenter link)."""

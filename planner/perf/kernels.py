@@ -6,11 +6,16 @@ Used by the kernel-accuracy tests and by benchmarks/fit_kernels.py, which fits t
 from __future__ import annotations
 
 import csv
+import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from planner.perf import comm
 from planner.perf.ops import attention, expected_distinct_experts, gemm, grouped_moe, op_time
+
+if TYPE_CHECKING:
+    from hwdb import GpuSpec
 
 OP_CLASS = {"gemm": "gemm", "generation_attention": "attention_decode", "context_attention": "attention_prefill",
             "custom_allreduce(trtllm)": "allreduce", "nccl_all_reduce": "allreduce", "nccl_alltoall": "alltoall",
@@ -23,21 +28,21 @@ class KernelSample:
     op: str
     op_class: str
     dtype: str
-    shape: dict
+    shape: dict[str, int]  # the numeric fields of the shape description (m, n, k, batch, num_gpus, bytes...)
     measured_ms: float
 
 
-def _shape(desc: str) -> dict:
+def _shape(desc: str) -> dict[str, int]:
     out = {}
-    for k, v in re.findall(r"([a-z_()]+)=([0-9]+|[a-z]+)", desc):
-        out[k.replace("(step)", "")] = int(v) if v.isdigit() else v
+    for k, v in re.findall(r"([a-z_()]+)=([0-9]+)", desc):
+        out[k.replace("(step)", "")] = int(v)
     m = re.search(r"\((\d+) bytes\)", desc)
     if m:
         out["bytes"] = int(m.group(1))
     return out
 
 
-def load_samples(path) -> list[KernelSample]:
+def load_samples(path: str | os.PathLike[str]) -> list[KernelSample]:
     rows = []
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
@@ -48,7 +53,7 @@ def load_samples(path) -> list[KernelSample]:
     return rows
 
 
-def predict_ms(s: KernelSample, gpu) -> float:
+def predict_ms(s: KernelSample, gpu: GpuSpec) -> float:
     sh = s.shape
     if s.op_class == "gemm":
         dtype = "fp8" if "fp8" in s.dtype else "bf16"

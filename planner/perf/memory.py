@@ -1,12 +1,17 @@
-"""Memory per GPU (weights, activations workspace, KV cache) and the KV-limited max batch (DESIGN §3)."""
+"""Memory per GPU (weights, activations workspace, KV cache) and the KV-limited max batch
+(docs/architecture.md, "Formulas")."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from planner.model import ModelSpec, dtype_bytes
 from planner.parallel import ParallelConfig
+
+if TYPE_CHECKING:
+    from hwdb import EngineProfile, GpuSpec
 
 GB = 1e9
 # CUDA context, NCCL buffers and CUDA graphs: vLLM reports ~0.5-1.5 GB of non-torch memory per GPU in its
@@ -67,8 +72,8 @@ def activation_bytes(model: ModelSpec, par: ParallelConfig, chunk_tokens: int, m
     return chunk_tokens * per_token / par.dp + logits
 
 
-def memory_breakdown(model: ModelSpec, gpu, par: ParallelConfig, *, dtype: str, kv_dtype: str,
-                     context_tokens: float, chunk_tokens: int, engine, extra_weight_bytes: float = 0.0,
+def memory_breakdown(model: ModelSpec, gpu: GpuSpec, par: ParallelConfig, *, dtype: str, kv_dtype: str,
+                     context_tokens: float, chunk_tokens: int, engine: EngineProfile, extra_weight_bytes: float = 0.0,
                      extra_kv_bytes_per_token: float = 0.0) -> MemoryBreakdown:
     """The engine takes gpu_memory_utilization of the whole GPU (vLLM, SGLang) or of what is left after the
     weights and workspace (TRT-LLM's free_gpu_memory_fraction); weights and workspace come out of it first."""
@@ -90,7 +95,7 @@ def memory_breakdown(model: ModelSpec, gpu, par: ParallelConfig, *, dtype: str, 
     return MemoryBreakdown(usable / GB, weights / GB, acts / GB, free / GB, per_token, seqs, kv_tokens)
 
 
-def min_gpus_to_hold(model: ModelSpec, gpu, dtype: str, engine, context_tokens: float = 4096,
+def min_gpus_to_hold(model: ModelSpec, gpu: GpuSpec, dtype: str, engine: EngineProfile, context_tokens: float = 4096,
                      max_gpus: int = 1024) -> tuple[int, ParallelConfig] | None:
     """Fewest GPUs of this type (and the config) that hold the weights plus one sequence of KV."""
     from planner.parallel import parallel_configs

@@ -1,22 +1,31 @@
 """Per-op roofline on one GPU: FLOPs and HBM bytes of each op, and its time on a GpuSpec.
 
-t = max(flops / (peak(dtype) · eff_compute), bytes / (mem_bw · eff_mem)) + latency     (DESIGN §3)
+t = max(flops / (peak(dtype) · eff_compute), bytes / (mem_bw · eff_mem)) + latency
+(docs/architecture.md, "Formulas")
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, Literal
 
 from planner.model import dtype_bytes
 
+if TYPE_CHECKING:
+    from hwdb import GpuSpec
+
 ACT_BYTES = 2.0  # activations are bf16/fp16 in every engine we model
+
+OpKind = Literal["gemm", "moe", "attention", "elementwise"]
+TimedKind = Literal["gemm", "moe", "attention", "elementwise", "allreduce", "alltoall", "p2p"]  # + collectives
+Bound = Literal["compute", "memory", "link", "latency"]
 
 
 @dataclass(frozen=True)
 class Op:
     name: str
-    kind: str  # gemm | moe | attention | elementwise
+    kind: OpKind
     flops: float
     bytes: float
     dtype: str = "bf16"  # compute dtype (gemm / moe)
@@ -27,14 +36,14 @@ class Op:
 @dataclass(frozen=True)
 class OpTime:
     name: str
-    kind: str
+    kind: TimedKind
     time_s: float  # all `count` runs together
-    bound: str  # compute | memory | link | latency
+    bound: Bound
     flops: float = 0.0
     bytes: float = 0.0
 
 
-def compute_dtype(weight_dtype: str, gpu) -> str:
+def compute_dtype(weight_dtype: str, gpu: GpuSpec) -> str:
     """The math a GEMM runs in: fp8 / fp4 weights use native tensor cores where the part has them; otherwise
     they are dequantised and multiplied in bf16 (weight-only kernels: Marlin / W4A16 / W8A16). int4 (AWQ, GPTQ)
     is weight-only everywhere."""
@@ -44,7 +53,7 @@ def compute_dtype(weight_dtype: str, gpu) -> str:
     return "fp16" if "bf16" not in gpu.peak_tflops else "bf16"
 
 
-def gemm(name: str, m: float, n: float, k: float, weight_dtype: str, gpu, count: float = 1.0) -> Op:
+def gemm(name: str, m: float, n: float, k: float, weight_dtype: str, gpu: GpuSpec, count: float = 1.0) -> Op:
     """Y[m,n] = X[m,k] · W[k,n]: 2mnk FLOPs; bytes = weights + activations in and out."""
     wb = n * k * dtype_bytes(weight_dtype)
     return Op(name, "gemm", 2.0 * m * n * k, wb + (m * k + m * n) * ACT_BYTES, compute_dtype(weight_dtype, gpu),
@@ -52,9 +61,9 @@ def gemm(name: str, m: float, n: float, k: float, weight_dtype: str, gpu, count:
 
 
 def grouped_moe(name: str, tokens: float, experts_local: float, experts_touched: float, hidden: int,
-                width: int, weight_dtype: str, gpu, imbalance: float, count: float) -> Op:
+                width: int, weight_dtype: str, gpu: GpuSpec, imbalance: float, count: float) -> Op:
     """Routed experts on one EP rank: `tokens` token-expert pairs land here (×imbalance on the busiest rank);
-    only the weights of the experts the batch touches are read (DESIGN §3, MoE)."""
+    only the weights of the experts the batch touches are read (docs/architecture.md, "Formulas": MoE)."""
     per_expert_params = 3 * hidden * width
     touched = min(experts_local, experts_touched * imbalance)
     flops = 2.0 * tokens * imbalance * per_expert_params
@@ -67,7 +76,8 @@ def expected_distinct_experts(num_experts: int, top_k: int, tokens: float) -> fl
     """E·(1 − (1 − k/E)^tokens): experts a batch of tokens touches under uniform routing."""
     if tokens <= 0:
         return 0.0
-    return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+    untouched: float = (1.0 - top_k / num_experts) ** tokens  # base in [0, 1]: never complex
+    return num_experts * (1.0 - untouched)
 
 
 def attention(name: str, q_tokens: float, mean_keys: float, sequences: float, q_heads: float,
@@ -99,12 +109,12 @@ def grouped_gemm_efficiency(rows: float, half_rows: float) -> float:
 
 
 @lru_cache(maxsize=4096)
-def gemm_flops_per_s(gpu, dtype: str) -> float:
+def gemm_flops_per_s(gpu: GpuSpec, dtype: str) -> float:
     """Achievable GEMM FLOP/s: dense peak of the dtype (with hwdb's fallback chain) × its efficiency."""
     return gpu.peak_flops(dtype) * gpu.gemm_efficiency(dtype)
 
 
-def op_time(op: Op, gpu, latency_exposed: float = 1.0) -> OpTime:
+def op_time(op: Op, gpu: GpuSpec, latency_exposed: float = 1.0) -> OpTime:
     """Roofline time of `op` on `gpu` with the hwdb efficiencies, plus the part of the kernel's fixed latency
     (measured in isolation) that is not hidden by CUDA graphs / dependent-launch overlap in an engine."""
     eff = gpu.efficiency
@@ -119,7 +129,7 @@ def op_time(op: Op, gpu, latency_exposed: float = 1.0) -> OpTime:
     t_compute = op.flops / peak
     t_memory = op.bytes / (gpu.mem_bw_gbps * 1e9 * eff.memory)
     body = max(t_compute, t_memory)
-    bound = "compute" if t_compute >= t_memory else "memory"
+    bound: Bound = "compute" if t_compute >= t_memory else "memory"
     if latency > body:
         bound = "latency"
     return OpTime(op.name, op.kind, (body + latency) * op.count, bound, op.flops * op.count, op.bytes * op.count)

@@ -9,12 +9,16 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from planner.model import ModelSpec
 from planner.parallel import ParallelConfig
 from planner.perf import comm
-from planner.perf.ops import (ACT_BYTES, OpTime, attention, elementwise, expected_distinct_experts, gemm,
-                              grouped_moe, op_time)
+from planner.perf.ops import (ACT_BYTES, Bound, Op, OpTime, TimedKind, attention, elementwise,
+                              expected_distinct_experts, gemm, grouped_moe, op_time)
+
+if TYPE_CHECKING:
+    from hwdb import EngineProfile, GpuSpec
 
 ELEMENTWISE_PASSES_PER_LAYER = 10  # 2 RMSNorms (read+write), 2 residual adds, activation, rotary
 
@@ -44,14 +48,15 @@ class StepTime:
     @property
     def ops(self) -> tuple[OpTime, ...]:
         """Per-op totals over the iteration (all layers and pp stage passes), ops of the same name merged."""
-        merged: dict[tuple[str, str], list] = defaultdict(lambda: [0.0, "", 0.0, 0.0])
+        totals: dict[tuple[str, TimedKind], list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])  # time, flops, bytes
+        bounds: dict[tuple[str, TimedKind], Bound] = {}  # the last op's
         for o in self.stage_ops:
-            m = merged[(o.name, o.kind)]
-            m[0] += o.time_s * self.pp
-            m[1] = o.bound
-            m[2] += o.flops * self.pp
-            m[3] += o.bytes * self.pp
-        return tuple(OpTime(n, k, v[0], v[1], v[2], v[3]) for (n, k), v in merged.items() if v[0] > 0)
+            t = totals[(o.name, o.kind)]
+            t[0] += o.time_s * self.pp
+            t[1] += o.flops * self.pp
+            t[2] += o.bytes * self.pp
+            bounds[(o.name, o.kind)] = o.bound
+        return tuple(OpTime(n, k, t[0], bounds[n, k], t[1], t[2]) for (n, k), t in totals.items() if t[0] > 0)
 
 
 def moe_imbalance(tokens: float, top_k: int, ep: int) -> float:
@@ -63,10 +68,10 @@ def moe_imbalance(tokens: float, top_k: int, ep: int) -> float:
     return 1.0 + math.sqrt(2.0 * math.log(ep) / mean)
 
 
-def stage_ops(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, dtype: str, kv_dtype: str,
+def stage_ops(model: ModelSpec, gpu: GpuSpec, par: ParallelConfig, shape: StepShape, dtype: str, kv_dtype: str,
               skew: float = 1.0, latency_exposed: float = 1.0) -> list[OpTime]:
     """Ops of one pipeline stage for `shape` (already the micro-batch), timed on one GPU of the stage."""
-    def timed(op):
+    def timed(op: Op) -> OpTime:
         return op_time(op, gpu, latency_exposed)
 
     h = model.hidden_size
@@ -83,6 +88,8 @@ def stage_ops(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, dtyp
     out.append(timed(gemm("attn_o_proj", t_rank, h, o_params / h / par.tp, dtype, gpu, layers)))
 
     q_heads = model.num_heads / par.tp
+    kv_elems: float
+    kv_heads: float
     if model.is_mla:  # absorbed MLA: scores and values in the shared latent space, cache not split by tp
         kv_elems, kv_heads = model.kv_lora_rank + model.qk_rope_head_dim, 1
         dec_qk, dec_v = model.kv_lora_rank + model.qk_rope_head_dim, model.kv_lora_rank
@@ -147,14 +154,15 @@ def stage_ops(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, dtyp
     return out
 
 
-def lm_head(model: ModelSpec, gpu, par: ParallelConfig, sampled: float, dtype: str, latency_exposed: float) -> OpTime:
+def lm_head(model: ModelSpec, gpu: GpuSpec, par: ParallelConfig, sampled: float, dtype: str,
+            latency_exposed: float) -> OpTime:
     """Logits for the sequences that sample a token this step (vocab split over tp)."""
     return op_time(gemm("lm_head", sampled / par.dp, model.vocab_size / par.tp, model.hidden_size, dtype, gpu), gpu,
                    latency_exposed)
 
 
-def step_time(model: ModelSpec, gpu, par: ParallelConfig, shape: StepShape, *, engine, dtype: str = "bf16",
-              kv_dtype: str = "bf16", skew: float = 1.0) -> StepTime:
+def step_time(model: ModelSpec, gpu: GpuSpec, par: ParallelConfig, shape: StepShape, *, engine: EngineProfile,
+              dtype: str = "bf16", kv_dtype: str = "bf16", skew: float = 1.0) -> StepTime:
     """Wall time of one iteration of the whole instance (all pp stages) plus the engine's overhead."""
     micro = StepShape(shape.decode_seqs / par.pp, shape.decode_context, shape.prefill_tokens / par.pp,
                       shape.prefill_seq_len, shape.decode_tokens_per_seq)
