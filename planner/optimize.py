@@ -18,6 +18,7 @@ from planner.model import ModelSpec
 from planner.parallel import parallel_configs
 from planner.plan import InstancePlan, Plan
 from planner.serving import latency_at
+from planner.vocab import Role
 from planner.workload import RequestClass
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[st
             a, b = latency_at(c.setup, c.role, cls, util * c.capacity[s].rate_rps)
         ttft, tpot = max(ttft, a), max(tpot, b)
     bindings = sorted({c.capacity[s].binding for s, r in load.items() if r > 0})
-    return InstancePlan(c.role, c.gpu, count, c.par.tp, c.par.pp, c.par.ep, c.par.dp, c.max_batch, c.chunk_tokens,
+    return InstancePlan(Role(c.role), c.gpu, count, c.par.tp, c.par.pp, c.par.ep, c.par.dp, c.max_batch, c.chunk_tokens,
                         {s: r for s, r in load.items() if r > 0}, util, ttft, tpot, ",".join(bindings), c.skew,
                         sm_fraction=c.sm_fraction, spec_k=c.spec_k)
 

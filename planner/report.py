@@ -33,7 +33,7 @@ def launch_for(plan: Plan, req: Request) -> list[LaunchCommand]:
 
 def _levers(req: Request) -> dict:
     """The request's non-default levers, recorded so `planner simulate` rebuilds the same instances."""
-    out = {}
+    out: dict[str, object] = {}
     if req.spec is not None:
         out["spec"] = req.spec.label()
     if req.kv_compression != 1.0:
@@ -89,7 +89,8 @@ def result_markdown(result: Result, req: Request, launch: bool = False) -> str:
         lines.append(f"| {p.family or p.rank} | {gpus} | {inst} | {p.goodput_rps:.2f} | {p.tokens_per_s_per_gpu:,.0f} | "
                      f"{p.cost_usd_per_h:,.2f} | {p.usd_per_million_tokens:,.2f} | {p.predicted['ttft_ms']:,.0f} | "
                      f"{p.predicted['tpot_ms']:,.1f} | {p.binding} |"
-                     + (f" {p.energy['watts']:,.0f} | {p.energy['joules_per_token']:.3g} |" if with_energy else ""))
+                     + ((f" {p.energy['watts']:,.0f} | {p.energy['joules_per_token']:.3g} |" if p.energy else " - | - |")
+                        if with_energy else ""))
     s = result.solver
     lines += ["", f"solver: {s['backend']} {s['status']}, gap {s['gap']:.2%}, {s['candidates']} instance types"]
     if launch and result.plans:
@@ -127,7 +128,8 @@ def result_view(result: Result, req: Request, launch: bool = False) -> list[Bloc
                 "\n".join(f"{n} {g}" for g, n in sorted(p.gpus.items())), f"{p.goodput_rps:,.2f}",
                 f"{p.tokens_per_s_per_gpu:,.0f}", f"{p.cost_usd_per_h:,.2f}", f"{p.usd_per_million_tokens:,.2f}",
                 f"{p.predicted['ttft_ms']:,.0f}", f"{p.predicted['tpot_ms']:,.1f}"] + (
-            [f"{p.energy['watts']:,.0f}", f"{p.energy['joules_per_token']:.3g}"] if with_energy else [])
+            ([f"{p.energy['watts']:,.0f}", f"{p.energy['joules_per_token']:.3g}"] if p.energy else ["-", "-"])
+            if with_energy else [])
 
     for title, plans in (("ranked plans", result.plans), ("best plan of each family", result.family_bests)):
         if plans:

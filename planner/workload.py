@@ -216,7 +216,7 @@ def class_from(values: dict, field: str, slo: Slo, name: str = "default") -> Req
     if arrival is not None and arrival.kind == "trace" and not rate:
         rate = trace_rate(arrival.times)  # a trace without a rate: its own mean rate is the demand
     isl, osl = (_number(values[k], f"{field}.{k}", integer=True, hi=MAX_TOKENS, unit=" tokens") for k in ("isl", "osl"))
-    return RequestClass(str(values.get("name", name)), isl, osl, rate, cls_slo, arrival)
+    return RequestClass(str(values.get("name", name)), int(isl), int(osl), rate, cls_slo, arrival)
 
 
 def parse_workload_flag(text: str, slo: Slo) -> list[RequestClass]:
