@@ -139,6 +139,7 @@ class InstanceGroup:
     setup: Setup
     load_rps: dict[str, float]  # the plan's routed rate per class
     kv_handoff: bool = True  # False for a multiplexed prefill partition: the KV stays on the GPU
+    link_gbps: float | None = None  # the P -> D path the plan assumed, GB/s (None: the instance's own NICs)
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class _Levers:
     hwdb_dirs: tuple[str, ...]
     power_cap_w: dict[str, float]  # GPU name or alias -> W
     kv_compression: float
+    link_gbps: float | None  # P -> D link, GB/s
     spec: SpecConfig | None
 
 
@@ -168,18 +170,13 @@ def _levers(plan_json: dict[str, Any], engine_name: str, dtype: str, kv_dtype: s
     kv_compression = _optional(levers, "kv_compression", "levers", 1.0)
     if kv_compression < 1:
         raise PlannerInputError(f"plan: field 'levers.kv_compression' must be at least 1, got {kv_compression:g}")
-    _optional(levers, "link_gbps", "levers", 0.0)
+    link = _optional(levers, "link_gbps", "levers", None)
     spec = None
     if levers.get("spec"):
         from planner.spec import parse_spec
 
         spec = parse_spec(_field(levers, "spec", "levers", str))
-    return _Levers(engine, dtype, kv_dtype, tuple(extra_dirs), caps, kv_compression, spec)
-
-
-def link_gbps(plan_json: dict[str, Any]) -> float | None:
-    """The P -> D link the plan assumed (GB/s; None: the GPUs' own network)."""
-    return (plan_json.get("levers") or {}).get("link_gbps")
+    return _Levers(engine, dtype, kv_dtype, tuple(extra_dirs), caps, kv_compression, link, spec)
 
 
 def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
@@ -213,6 +210,10 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
         chunk_tokens = _field(inst, "chunk_tokens", where, int)
         spec_k = _optional(inst, "spec_k", where, 0, int)
         setup = _instance_setup(model, gpu_name, par, chunk_tokens, skew, spec_k, levers, calibration, where)
+        try:
+            check_parallel(model, par, setup.gpu.scaleup_domain_gpus)
+        except PlannerInputError as e:
+            raise PlannerInputError(f"plan: field '{where}': {e} (is the plan for another model?)") from None
         _require_fit(setup, plan_json, where, role)
         if role == "multiplex":  # intra-GPU P/D: its prefill and decode partitions as a P/D pair, no KV hand-off
             from planner.multiplex import partition_setups
@@ -222,10 +223,11 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
                 raise PlannerInputError(f"plan: field '{where}.sm_fraction' must be in (0, 1), got {frac:g}")
             pre, dec = partition_setups(setup, frac)
             count, loads = _field(inst, "count", where, int), _load_rps(inst, where)
-            groups += [InstanceGroup("prefill", "mux_prefill", count, pre, loads, kv_handoff=False),
-                       InstanceGroup("decode", "mux_decode", count, dec, loads)]
+            groups += [InstanceGroup("prefill", "mux_prefill", count, pre, loads, False, levers.link_gbps),
+                       InstanceGroup("decode", "mux_decode", count, dec, loads, True, levers.link_gbps)]
             continue
-        groups.append(InstanceGroup(role, role, _field(inst, "count", where, int), setup, _load_rps(inst, where)))
+        groups.append(InstanceGroup(role, role, _field(inst, "count", where, int), setup, _load_rps(inst, where),
+                                    True, levers.link_gbps))
     return model, groups
 
 
@@ -250,10 +252,6 @@ def _instance_setup(model: ModelSpec, gpu_name: str, par: ParallelConfig, chunk_
     if calibration is not None:
         gpu = calibration.apply_gpu(gpu)
         engine = calibration.apply_engine(engine)
-    try:
-        check_parallel(model, par, gpu.scaleup_domain_gpus)
-    except PlannerInputError as e:
-        raise PlannerInputError(f"plan: field '{where}': {e} (is the plan for another model?)") from None
     setup = Setup(model, gpu, par, engine.for_gpu(gpu), levers.dtype, levers.kv_dtype, chunk_tokens, skew,
                   kv_compression=levers.kv_compression)
     if levers.spec is not None and spec_k:

@@ -90,14 +90,14 @@ class GroupPicker:
         return best
 
 
-def _handoff(group: InstanceGroup, link_gbps: float | None) -> Callable[[int], float] | None:
+def _handoff(group: InstanceGroup) -> Callable[[int], float] | None:
     """A prefill group's KV hand-off time of an isl-token prompt (memoised per group), or None."""
     if group.role != "prefill":
         return None
     if not group.kv_handoff:  # a multiplexed partition: the decode partition starts at once
         return lambda isl: 0.0
     memo: dict[int, float] = {}
-    setup = group.setup
+    setup, link_gbps = group.setup, group.link_gbps
 
     def handoff_s(isl: int) -> float:
         v = memo.get(isl)
@@ -123,8 +123,8 @@ def _speed_weights(group: InstanceGroup, served: list[SimClass], weights: dict[s
     return prompt, output
 
 
-def build_engines(groups: list[InstanceGroup], classes: list[SimClass], mode: RouterMode, seed: int,
-                  link_gbps: float | None = None) -> tuple[list[Engine], list[GroupPicker], list[GroupPicker]]:
+def build_engines(groups: list[InstanceGroup], classes: list[SimClass], mode: RouterMode,
+                  seed: int) -> tuple[list[Engine], list[GroupPicker], list[GroupPicker]]:
     """The plan's instances as engines, and per class the pickers of its entry and decode instances."""
     by_name = {c.name: i for i, c in enumerate(classes)}
     engines: list[Engine] = []
@@ -136,7 +136,7 @@ def build_engines(groups: list[InstanceGroup], classes: list[SimClass], mode: Ro
             continue
         role = EngineRole[group.role.upper()]
         memo = memos.setdefault(group.setup, {})
-        handoff = _handoff(group, link_gbps)
+        handoff = _handoff(group)
         weights = {c.name: float(group.load_rps.get(c.name, 0) or 0) for c in classes}
         served = [c for c in classes if weights[c.name] > 0] or classes
         s_prompt, s_output = _speed_weights(group, served, weights)

@@ -20,7 +20,7 @@ from planner.model import ModelSpec
 from planner.simulate.arrivals import offered_rates, renewal_arrivals, trace_arrays
 from planner.simulate.engine import SimState, run_events
 from planner.simulate.metrics import SimResult, measure
-from planner.simulate.plan_io import SimClass, instance_groups, link_gbps, plan_classes, select_plan
+from planner.simulate.plan_io import SimClass, instance_groups, plan_classes, select_plan
 from planner.simulate.router import ROUTERS, RouterMode, build_engines
 
 if TYPE_CHECKING:
@@ -102,8 +102,7 @@ def simulate_plan(plan_json: dict[str, Any], *, rank: int = 1, rate_rps: float |
     isl, osl = isl_arr.tolist(), osl_arr.tolist()
     sim = SimState(arrival.tolist(), isl, osl, [kv_need(a + b) for a, b in zip(isl, osl)],
                    [kv_need(a) for a in isl], float(arrival[n_warm]), t_end)
-    engines, entry, exits = build_engines(groups, classes, RouterMode(ROUTERS.index(router)), seed,
-                                          link_gbps(plan_json))
+    engines, entry, exits = build_engines(groups, classes, RouterMode(ROUTERS.index(router)), seed)
     horizon = t_end + max(DRAIN_MIN_S, duration)
     run_events(sim, engines, entry, exits, cls_arr.tolist(), horizon)
 
