@@ -8,7 +8,8 @@
   metrics.py   percentiles, SLO attainment, goodput, per-class and per-instance results
   run.py       simulate_plan: the orchestration
 
-benchmarks/simulate_speed.py: 100k requests in 1-3 s at fixed lengths, ~10 s with lognormal lengths.
+Speed (benchmarks/simulate_speed.py, 2 cores under load): 100k requests in 1.4-3 s at fixed lengths, 12.5 s
+with lognormal lengths (every iteration shape new to the memo of step times).
 """
 
 from planner.simulate.arrivals import load_trace_csv
