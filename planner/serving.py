@@ -38,14 +38,12 @@ NONE = Capacity(0.0, math.inf, math.inf, 0.0, "slo_floor")
 
 # ---- roles -------------------------------------------------------------------------------------------------
 
-def kv_handoff_s(setup: Setup, isl: float, link_gbps: float | None = None) -> float:
+def kv_handoff_s(setup: Setup, isl: float) -> float:
     """KV of one prompt shipped from a prefill instance to a decode instance (each prefill GPU sends its shard),
     `kv_compression`× smaller when a transfer codec compresses it (docs/levers/kv-transfer.md), over the
-    instance's P -> D link when the pools sit apart (setup.link_gbps, planner/kvtransfer.py). `link_gbps`:
-    transitional, planner/simulate.py passes the document's link until it builds its instances with
-    planner.instance (then the argument goes)."""
+    instance's P -> D link when the pools sit apart (setup.link_gbps, planner/kvtransfer.py)."""
     kv = setup.model.kv_bytes_per_sequence(isl, setup.kv_dtype) / setup.kv_compression
-    return comm.kv_transfer_s(kv, setup.gpu, same_node=False, link_gbps=link_gbps or setup.link_gbps,
+    return comm.kv_transfer_s(kv, setup.gpu, same_node=False, link_gbps=setup.link_gbps,
                               gpus_sending=setup.par.gpus)
 
 

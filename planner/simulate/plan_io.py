@@ -10,7 +10,7 @@ KV compression); docs/architecture.md "Data flow" and "Levers".
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -139,7 +139,6 @@ class InstanceGroup:
     setup: Setup
     load_rps: dict[str, float]  # the plan's routed rate per class
     kv_handoff: bool = True  # False for a multiplexed prefill partition: the KV stays on the GPU
-    link_gbps: float | None = None  # the P -> D path the plan assumed, GB/s (None: the instance's own NICs)
 
 
 @dataclass(frozen=True)
@@ -223,11 +222,10 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
                 raise PlannerInputError(f"plan: field '{where}.sm_fraction' must be in (0, 1), got {frac:g}")
             pre, dec = partition_setups(setup, frac)
             count, loads = _field(inst, "count", where, int), _load_rps(inst, where)
-            groups += [InstanceGroup("prefill", "mux_prefill", count, pre, loads, False, levers.link_gbps),
-                       InstanceGroup("decode", "mux_decode", count, dec, loads, True, levers.link_gbps)]
+            groups += [InstanceGroup("prefill", "mux_prefill", count, pre, loads, False),
+                       InstanceGroup("decode", "mux_decode", count, dec, loads, True)]
             continue
-        groups.append(InstanceGroup(role, role, _field(inst, "count", where, int), setup, _load_rps(inst, where),
-                                    True, levers.link_gbps))
+        groups.append(InstanceGroup(role, role, _field(inst, "count", where, int), setup, _load_rps(inst, where)))
     return model, groups
 
 
@@ -235,30 +233,22 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
 
 def _instance_setup(model: ModelSpec, gpu_name: str, par: ParallelConfig, chunk_tokens: int, skew: float,
                     spec_k: int, levers: _Levers, calibration: Calibration | None, where: str) -> Setup:
-    """THE place simulate configures an instance (GPU from hwdb -> power cap -> calibration, engine profile,
-    Setup with KV compression and speculation); errors name the plan's field at `where`."""
+    """THE place simulate configures an instance: planner.instance's builder with the levers the document
+    records (docs/architecture.md "Levers"); errors name the plan's field at `where`."""
+    from planner.instance import InstanceBuilder, Levers
+
     try:
-        gpu = hwdb.load_gpu(gpu_name, extra_dirs=levers.hwdb_dirs)
+        hwdb.load_gpu(gpu_name, extra_dirs=levers.hwdb_dirs)
     except ValueError as e:
         raise PlannerInputError(f"plan: field '{where}.gpu': {e}") from None
-    if levers.power_cap_w:
-        from planner.energy import capped_gpu
-
-        try:
-            gpu = capped_gpu(gpu, levers.power_cap_w, levers.hwdb_dirs)
-        except ValueError as e:
-            raise PlannerInputError(f"plan: field 'levers.power_cap_w': {e}") from None
-    engine = levers.engine
-    if calibration is not None:
-        gpu = calibration.apply_gpu(gpu)
-        engine = calibration.apply_engine(engine)
-    setup = Setup(model, gpu, par, engine.for_gpu(gpu), levers.dtype, levers.kv_dtype, chunk_tokens, skew,
-                  kv_compression=levers.kv_compression)
-    if levers.spec is not None and spec_k:
-        from planner.spec import resolve
-
-        setup = replace(setup, spec=resolve(levers.spec, model, par, spec_k, gpu.scaleup_domain_gpus))
-    return setup
+    builder = InstanceBuilder(model, levers.engine.name, levers.dtype, levers.kv_dtype,
+                              Levers(calibration, levers.power_cap_w or None, levers.spec, levers.kv_compression,
+                                     levers.link_gbps, levers.hwdb_dirs))
+    try:
+        builder.gpu(gpu_name)  # hwdb part -> calibration -> power cap
+    except ValueError as e:
+        raise PlannerInputError(f"plan: field 'levers.power_cap_w': {e}") from None
+    return builder.build(gpu_name, par, chunk_tokens, skew, spec_k if levers.spec is not None else 0)
 
 
 def _load_rps(inst: dict[str, Any], where: str) -> dict[str, float]:

@@ -97,12 +97,12 @@ def _handoff(group: InstanceGroup) -> Callable[[int], float] | None:
     if not group.kv_handoff:  # a multiplexed partition: the decode partition starts at once
         return lambda isl: 0.0
     memo: dict[int, float] = {}
-    setup, link_gbps = group.setup, group.link_gbps
+    setup = group.setup
 
     def handoff_s(isl: int) -> float:
         v = memo.get(isl)
         if v is None:
-            v = memo[isl] = kv_handoff_s(setup, isl, link_gbps)
+            v = memo[isl] = kv_handoff_s(setup, isl)
         return v
 
     return handoff_s
