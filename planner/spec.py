@@ -37,10 +37,15 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from planner.errors import PlannerInputError
 from planner.model import ModelSpec, dtype_bytes
 from planner.parallel import ParallelConfig, validation_error
+
+if TYPE_CHECKING:
+    from planner.estimate import Setup
+    from planner.perf.step import StepShape, StepTime
 
 MAX_K = 16
 
@@ -162,12 +167,13 @@ def extra_memory(spec: Speculation, dtype: str, kv_dtype: str) -> tuple[float, f
     return max(weights, 0.0), kv_bytes_per_token_per_gpu(d, par, kv_dtype)
 
 
-def speculative_step(setup, shape):
+def speculative_step(setup: Setup, shape: StepShape) -> StepTime:
     """One speculative iteration of `setup` for `shape`, as time per output token (module docstring).
     `shape.prefill_tokens` are the prompt tokens per output-token step: the real iteration carries E× as many."""
     from planner.perf.step import StepShape, StepTime, step_time
 
-    spec: Speculation = setup.spec
+    spec = setup.spec
+    assert spec is not None, "speculative_step runs only for an instance with speculation (Setup.chunk_units)"
     e = spec.tokens_per_step
     prompt = shape.prefill_tokens * e
     verify = step_time(setup.model, setup.gpu, setup.par,

@@ -32,9 +32,6 @@ def test_solvers_and_perf_pass_mypy_strict(monkeypatch: pytest.MonkeyPatch) -> N
     assert status == 0 and report.startswith("Success"), report
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12: errors remain in modules being rewritten on other branches "
-                                       "(planner/simulate, optimize, estimate, serving, cli.py, hwdb ...); "
-                                       "remove this mark once they are fixed after the merge")
 def test_the_package_passes_mypy_at_its_configured_levels(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     status, report = mypy_report()  # the files of [tool.mypy]
