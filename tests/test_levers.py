@@ -83,3 +83,19 @@ def test_every_instance_of_a_request_carries_its_levers():
     s = instance_builder(req).build("h100", PAR, 2048, 1.2)
     assert (s.gpu.name, s.link_gbps, s.kv_compression, s.kv_dtype, s.chunk, s.skew, s.spec) == \
         ("h100_sxm", 1.0, 4.0, "fp8", 2048, 1.2, None)
+
+
+@pytest.mark.parametrize("lever", sorted(LEVERS))
+def test_simulate_rebuilds_the_same_instance_from_the_plan_document(lever):
+    """`planner simulate` reads the levers the plan JSON records (report._levers) and builds each instance with
+    the same builder: the instance it simulates is the instance the plan's latencies and energy came from."""
+    from planner.report import _levers
+    from planner.simulate.plan_io import _instance_setup, _levers as read_levers
+
+    req, _ = LEVERS[lever]
+    document = {"levers": _levers(req)}
+    levers = read_levers(document, req.engine, req.dtype, req.kv_dtype)
+    spec_k = 2 if req.spec else 0
+    simulated = _instance_setup(req.model, "h100_sxm", PAR, 16384, 1.0, spec_k, levers, req.calibration, "i")
+    assert simulated == instance_builder(req).build("h100_sxm", PAR, 16384, 1.0, spec_k=spec_k)
+    assert simulated != instance_builder(BASE).build("h100_sxm", PAR, 16384, 1.0)  # the lever reached it
