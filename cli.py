@@ -1,5 +1,5 @@
 """`planner` command line: parses flags, calls planner / solvers / hwdb, prints with rich. No modelling here: each
-command calls planner.commands (or planner.optimize) and prints a planner.render view or its JSON document.
+command calls planner.commands (or planner.search.optimize) and prints a planner.render view or its JSON document.
 
 Exit codes: 0 ok, 1 infeasible (the binding constraint and what would fix it), 2 bad input (one line naming the
 flag or field, checked before any work), 3 an internal error (one line asking for a report; SERVPLAN_DEBUG=1
@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from planner.commands import CALIBRATE_HELP
-from planner.vocab import Engine, Mode, Objective
+from planner.core.vocab import Engine, Mode, Objective
 
 _CLICK = sys.modules[typer.BadParameter.__module__]  # click.exceptions, or the copy of it typer >= 0.20 carries
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a tool whose reader went away (`| head`)
@@ -118,7 +118,7 @@ def guarded(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from hwdb import HwdbError
-        from planner.errors import InfeasibleError, PlannerInputError
+        from planner.core.errors import InfeasibleError, PlannerInputError
         from solvers import SolverInputError
 
         try:
@@ -163,7 +163,7 @@ def _emit(text: str, out: Optional[Path] = None) -> None:
 def _print(data, fmt: str, view) -> None:
     """`data` as canonical JSON for --format json, else the text view `view()` (planner.render blocks)."""
     if fmt == Fmt.json:
-        from planner.jsonio import canonical_json
+        from planner.render.jsonio import canonical_json
 
         _emit(canonical_json(data))
     else:
@@ -305,11 +305,11 @@ def optimize(model: Annotated[str, typer.Argument(help="Scenario YAML, bundled m
              sweep: Annotated[Optional[str], typer.Option(help="rate=LOW..HIGH[:POINTS]: curves as CSV.")] = None,
              quiet: QuietOpt = False):
     """Ranked deployment plans: GPU mix, parallelism, agg vs P/D, chunk size — by goodput under the SLOs."""
-    from planner.bounds import MAX_TIME_LIMIT_S
+    from planner.core.bounds import MAX_TIME_LIMIT_S
     from planner.commands import given, writable
-    from planner import optimize as opt
-    from planner.report import result_html, result_text, result_view
-    from planner.scenario import build_request
+    from planner.search import optimize as opt
+    from planner.render.report import result_html, result_text, result_view
+    from planner.search.scenario import build_request
 
     given("--time-limit", time_limit, 0.1, MAX_TIME_LIMIT_S, unit=" s")
     writable(out, "--out")

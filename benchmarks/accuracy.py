@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import hwdb  # noqa: E402
-from planner.calibrate import ENGINE_PARAMS, MeasuredPoint, fit, load_points, predict  # noqa: E402
-from planner.errors import InfeasibleError  # noqa: E402
+from planner.search.calibrate import ENGINE_PARAMS, MeasuredPoint, fit, load_points, predict  # noqa: E402
+from planner.core.errors import InfeasibleError  # noqa: E402
 from planner.perf.kernels import load_samples, predict_ms  # noqa: E402
 from planner.perf.ops import compute_dtype  # noqa: E402
 from yaml_edit import set_efficiency, set_engine  # noqa: E402
@@ -119,13 +119,13 @@ SIM_PLANS = [
 
 def simulation_section() -> list[str]:
     """Simulated SLO attainment of the optimizer's top plan at 1.0× and 1.3× its predicted goodput."""
-    from planner.optimize import optimize
-    from planner.report import result_json
-    from planner.scenario import build_request
+    from planner.search.optimize import optimize
+    from planner.render.report import result_json
+    from planner.search.scenario import build_request
     from planner.simulate import simulate_plan
 
     lines = ["## Analytical serving model against `planner simulate`", "",
-             "The queueing model of `planner/serving.py` predicts each plan's goodput: the highest rate at which the "
+             "The queueing model of `planner/capacity/serving.py` predicts each plan's goodput: the highest rate at which the "
              "p90 of TTFT and TPOT meet the SLO. The discrete-event simulation replays Poisson arrivals through the "
              "same step-time model with continuous batching, chunked prefill, KV admission and the P/D hand-off "
              "(600 simulated seconds, seed 0, least-work router). At 1.0× the predicted goodput the attainment "
@@ -147,7 +147,7 @@ def simulation_section() -> list[str]:
               "90 % at 1.0×); plans on a KV-memory cliff fall off sharply just past their capacity. A long-document class "
               "sharing a prefill queue with a chat class blocks it (head-of-line), which per-class capacities do not "
               "see: examples/multiclass-chat-docs reached 75 % instead of 90 % in simulation, so classes whose prompt "
-              "lengths differ more than 4× no longer share a prefill-capable instance (planner.optimize.prompt_groups); "
+              "lengths differ more than 4× no longer share a prefill-capable instance (planner.search.optimize.prompt_groups); "
               "the plan now simulates at 99.9 %.", ""]
     return lines
 

@@ -1,5 +1,5 @@
 """Bursty arrivals (issue 8): the analytical goodput with gamma inter-arrival times of CV cv (Kingman-scaled
-queueing, planner/serving.py) against `planner simulate` replaying the same gamma arrivals.
+queueing, planner/capacity/serving.py) against `planner simulate` replaying the same gamma arrivals.
 
 For each case and cv: the plan's predicted goodput, the simulated SLO attainment at it (mean of 3 seeds × 1200 s,
 random routing = the per-instance model's assumption), and the simulated goodput: the highest rate whose
@@ -10,9 +10,9 @@ attainment reaches the percentile (bisection on the rate). Prints a markdown tab
 
 from __future__ import annotations
 
-from planner.optimize import optimize
-from planner.report import result_json
-from planner.scenario import build_request
+from planner.search.optimize import optimize
+from planner.render.report import result_json
+from planner.search.scenario import build_request
 from planner.simulate import simulate_plan
 
 CASES = [("llama-3.1-8b", "ttft=500ms,tpot=20ms,p=90", "isl=1024,osl=512", "h100_sxm:1", "agg"),

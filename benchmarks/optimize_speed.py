@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = """
 import json, resource, sys, time
 t0 = time.perf_counter()
-from planner.optimize import optimize
-from planner.scenario import build_request
+from planner.search.optimize import optimize
+from planner.search.scenario import build_request
 req = build_request(sys.argv[1])
 res = optimize(req)
 wall = time.perf_counter() - t0

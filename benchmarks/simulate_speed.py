@@ -13,10 +13,10 @@ import time
 
 import numpy as np
 
-import planner.estimate as estimate
-from planner.optimize import optimize
-from planner.report import result_json
-from planner.scenario import build_request
+import planner.capacity.estimate as estimate
+from planner.search.optimize import optimize
+from planner.render.report import result_json
+from planner.search.scenario import build_request
 from planner.simulate import simulate_plan
 
 PLANS = [  # label, model, slo, workload, gpus, mode

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from planner.bounds import (MAX_BATCH, MAX_CHUNK_TOKENS, MAX_DURATION_S, MAX_GPUS_PER_TYPE, MAX_RATE_RPS, MAX_SEED,
+from planner.core.bounds import (MAX_BATCH, MAX_CHUNK_TOKENS, MAX_DURATION_S, MAX_GPUS_PER_TYPE, MAX_RATE_RPS, MAX_SEED,
                             MAX_SIM_REQUESTS, MAX_TIME_LIMIT_S, MAX_TOKENS, MAX_ZIPF_S, bounded, check_context)
-from planner.errors import PlannerInputError
+from planner.core.errors import PlannerInputError
 
-if TYPE_CHECKING:  # planner.estimate pulls in the performance model; `planner --help` does not need it
-    from planner.estimate import Estimate, Setup
-    from planner.workload import Slo
+if TYPE_CHECKING:  # planner.capacity.estimate pulls in the performance model; `planner --help` does not need it
+    from planner.capacity.estimate import Estimate, Setup
+    from planner.core.workload import Slo
 
 CALIBRATE_HELP = """Fit efficiencies and engine overheads to your own measurements; use with --calibration.
 
@@ -40,7 +40,7 @@ MODEL_SHOW_CONTEXT = 4096  # tokens of one sequence's KV that `model show`'s few
 
 
 def given(flag: str, value, lo: float, hi: float, **kw) -> None:
-    """A numeric flag, when given, is finite and within planner.bounds."""
+    """A numeric flag, when given, is finite and within planner.core.bounds."""
     if value is not None:
         bounded(value, flag, lo, hi, **kw)
 
@@ -77,15 +77,15 @@ def instance_setup(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, eng
                    kv_dtype: str, chunk: int | None, calibration: Path | None) -> Setup:
     """The instance `planner estimate` describes: GPU and engine profile (calibrated when asked), parallelism."""
     from planner.instance import InstanceBuilder, Levers
-    from planner.model import dtype_bytes, load_model
-    from planner.parallel import ParallelConfig, check_parallel
+    from planner.core.model import dtype_bytes, load_model
+    from planner.core.parallel import ParallelConfig, check_parallel
 
     m = load_model(model)
     for flag, d in (("--dtype", dtype), ("--kv-dtype", kv_dtype)):
         dtype_bytes(d, flag)
     cal = None
     if calibration:
-        from planner.calibrate import load_calibration
+        from planner.search.calibrate import load_calibration
 
         cal = load_calibration(calibration)
     builder = InstanceBuilder(m, engine, dtype, kv_dtype, Levers(calibration=cal))
@@ -98,8 +98,8 @@ def estimate(model: str, gpu: str, *, tp: int, pp: int, ep: int, dp: int, isl: i
              rate: float | None, chunk: int | None, dtype: str, kv_dtype: str, engine: str, slo: str | None,
              calibration: Path | None) -> EstimateRun:
     """One instance at a concurrency (--batch), an arrival rate (--rate) or offline max batch (neither)."""
-    from planner import estimate as est
-    from planner.workload import parse_slo
+    from planner.capacity import estimate as est
+    from planner.core.workload import parse_slo
 
     if batch is not None and rate is not None:
         raise PlannerInputError("--batch/--rate: give one of them, not both")
@@ -121,8 +121,8 @@ def estimate(model: str, gpu: str, *, tp: int, pp: int, ep: int, dp: int, isl: i
         e = est.offline(s, isl, osl)
     goodput = None
     if the_slo is not None:
-        from planner.serving import collocated_capacity
-        from planner.workload import RequestClass
+        from planner.capacity.serving import collocated_capacity
+        from planner.core.workload import RequestClass
 
         goodput = collocated_capacity(s, RequestClass("estimate", isl, osl, 0.0, the_slo)).rate_rps
     return EstimateRun(s, isl, osl, e, the_slo, goodput)
@@ -131,7 +131,7 @@ def estimate(model: str, gpu: str, *, tp: int, pp: int, ep: int, dp: int, isl: i
 def model_facts(model: str, engine: str) -> dict:
     """Sizes of a model and, per bundled GPU type and weight dtype, the fewest GPUs that hold it."""
     import hwdb
-    from planner.model import load_model
+    from planner.core.model import load_model
     from planner.perf.memory import min_gpus_to_hold
 
     m = load_model(model)
@@ -161,12 +161,12 @@ def simulate(plan: Path, *, plan_rank: int, rate: float | None, duration_s: floa
                                 f"{MAX_SIM_REQUESTS:,} (shorten --duration-s)")
     cal = None
     if calibration:
-        from planner.calibrate import load_calibration
+        from planner.search.calibrate import load_calibration
 
         cal = load_calibration(calibration)
     arrival_cv = None
     if arrival is not None:
-        from planner.workload import parse_arrival
+        from planner.core.workload import parse_arrival
 
         a = parse_arrival(arrival, "--arrival")
         if a is not None and a.kind == "trace":
@@ -179,7 +179,7 @@ def simulate(plan: Path, *, plan_rank: int, rate: float | None, duration_s: floa
 
 def calibrate(measurements: Path, out: Path) -> dict:
     """Fit the constants to the measured runs, write the calibration YAML to `out`; the fit's summary."""
-    from planner.calibrate import fit, load_points
+    from planner.search.calibrate import fit, load_points
 
     points = load_points(measurements)
     cal, report = fit(points, f"{measurements.name} ({len(points)} points)")
@@ -190,7 +190,7 @@ def calibrate(measurements: Path, out: Path) -> dict:
 def experts(model: str, *, ep: int, stats: Path | None, zipf: float, replicate: int, seed: int,
             time_limit_s: float) -> dict:
     """One MoE layer's experts placed on `ep` ranks (CP-SAT, solvers.place_experts) against round-robin."""
-    from planner.model import load_model
+    from planner.core.model import load_model
     from solvers import ExpertProblem, load_expert_counts_csv, place_experts, zipf_loads
 
     given("--seed", seed, 0, MAX_SEED)

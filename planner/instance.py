@@ -1,5 +1,5 @@
 """The one instance builder: (model, GPU type, parallel config, chunk budget, lever choices) -> the configured
-instance (`planner.estimate.Setup`) that serving, energy, the report, `estimate`, `calibrate` and `simulate`
+instance (`planner.capacity.estimate.Setup`) that serving, energy, the report, `estimate`, `calibrate` and `simulate`
 all evaluate (docs/architecture.md, "Levers").
 
 Each lever is applied here and only here, in one fixed order:
@@ -19,14 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
 
-from planner.estimate import Setup
-from planner.model import ModelSpec
-from planner.parallel import ParallelConfig
+from planner.capacity.estimate import Setup
+from planner.core.model import ModelSpec
+from planner.core.parallel import ParallelConfig
 
 if TYPE_CHECKING:
     from hwdb import EngineProfile, GpuSpec
-    from planner.calibrate import Calibration
-    from planner.spec import SpecConfig
+    from planner.search.calibrate import Calibration
+    from planner.levers.spec import SpecConfig
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class InstanceBuilder:
     def _part(self, name: str) -> tuple[GpuSpec, EngineProfile]:
         if name not in self._parts:
             import hwdb
-            from planner.energy import capped_gpu
+            from planner.levers.energy import capped_gpu
 
             gpu = hwdb.load_gpu(name, extra_dirs=self.levers.hwdb_dirs)
             if self.levers.calibration is not None:
@@ -83,7 +83,7 @@ class InstanceBuilder:
               spec_k: int = 0) -> Setup:
         """One instance: `chunk_tokens` 0 = the engine's default budget, `skew` the MoE expert-placement
         imbalance (≥ 1), `spec_k` draft tokens per verify step (0: no speculation)."""
-        from planner.spec import resolve
+        from planner.levers.spec import resolve
 
         g, engine = self._part(gpu)
         return Setup(self.model, g, par, engine, self.dtype, self.kv_dtype, chunk_tokens, skew,

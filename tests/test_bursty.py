@@ -10,17 +10,17 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from planner.errors import PlannerInputError
-from planner.estimate import Setup
-from planner.model import load_model
-from planner.optimize import optimize
-from planner.parallel import ParallelConfig
-from planner.report import result_json
-from planner.scenario import build_request
-from planner.queueing import gg1_wait_percentile, md1_wait_percentile
-from planner.serving import collocated_capacity, decode_capacity, prefill_batch, prefill_capacity
+from planner.core.errors import PlannerInputError
+from planner.capacity.estimate import Setup
+from planner.core.model import load_model
+from planner.search.optimize import optimize
+from planner.core.parallel import ParallelConfig
+from planner.render.report import result_json
+from planner.search.scenario import build_request
+from planner.capacity.queueing import gg1_wait_percentile, md1_wait_percentile
+from planner.capacity.serving import collocated_capacity, decode_capacity, prefill_batch, prefill_capacity
 from planner.simulate import simulate_plan
-from planner.workload import Arrival, RequestClass, Slo, parse_arrival, parse_workload_flag, workload_from_yaml
+from planner.core.workload import Arrival, RequestClass, Slo, parse_arrival, parse_workload_flag, workload_from_yaml
 
 SLO = Slo(500.0, 20.0, 90.0)
 
@@ -101,7 +101,7 @@ def test_default_capacity_is_exactly_the_poisson_one(setup):
 def test_prefill_energy_sees_the_same_bursty_batches_as_the_ttft_model(setup):
     """Energy's prefill occupancy is serving's batched prompt queue, burstiness included (it used to redo the
     batching without c_a², so a bursty class was charged the Poisson batches)."""
-    from planner.energy import activity
+    from planner.levers.energy import activity
 
     rate = 0.5 * prefill_capacity(setup, cls(4.0)).rate_rps
     step, service = prefill_batch(setup, 1024, rate, 4.0)

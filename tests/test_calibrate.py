@@ -1,4 +1,4 @@
-"""Specification of `planner calibrate` (planner/calibrate.py, DESIGN §8): it recovers known constants from points
+"""Specification of `planner calibrate` (planner/search/calibrate.py, DESIGN §8): it recovers known constants from points
 generated with them, reports bad CSV rows by line number, and its YAML changes what `planner estimate` predicts.
 """
 
@@ -12,9 +12,9 @@ import yaml
 from typer.testing import CliRunner
 
 import cli
-from planner.calibrate import Calibration, MeasuredPoint, fit, load_calibration, load_points, predict
-from planner.errors import PlannerInputError
-from planner.parallel import ParallelConfig
+from planner.search.calibrate import Calibration, MeasuredPoint, fit, load_calibration, load_points, predict
+from planner.core.errors import PlannerInputError
+from planner.core.parallel import ParallelConfig
 
 COLUMNS = ["model", "gpu", "engine", "dtype", "kv_dtype", "tp", "pp", "ep", "dp", "isl", "osl", "concurrency", "mode",
            "ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu"]

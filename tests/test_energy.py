@@ -1,4 +1,4 @@
-"""Energy lever (issue 8): watts and J/token per plan, --objective energy, --power-cap (planner/energy.py)."""
+"""Energy lever (issue 8): watts and J/token per plan, --objective energy, --power-cap (planner/levers/energy.py)."""
 
 import json
 
@@ -7,14 +7,14 @@ from typer.testing import CliRunner
 
 import hwdb
 from cli import app
-from planner.energy import apply_power_cap, clock_fraction, gpu_watts, parse_power_cap
-from planner.errors import PlannerInputError
-from planner.estimate import Setup
-from planner.model import load_model
-from planner.optimize import Request, optimize
-from planner.parallel import ParallelConfig
+from planner.levers.energy import apply_power_cap, clock_fraction, gpu_watts, parse_power_cap
+from planner.core.errors import PlannerInputError
+from planner.capacity.estimate import Setup
+from planner.core.model import load_model
+from planner.search.optimize import Request, optimize
+from planner.core.parallel import ParallelConfig
 from planner.perf.step import StepShape
-from planner.workload import RequestClass, Slo
+from planner.core.workload import RequestClass, Slo
 
 runner = CliRunner()
 SLO = Slo(2000, 50, 90)

@@ -1,4 +1,4 @@
-"""Specification of one instance's latency / throughput estimate (planner/estimate.py, DESIGN §3-4).
+"""Specification of one instance's latency / throughput estimate (planner/capacity/estimate.py, DESIGN §3-4).
 
 Bounds every estimate must respect (the NanoFlow compute ceiling), how memory limits it (does not fit, KV-limited
 max batch, fp8 KV), and the consistency of its closed-loop and open-loop forms.
@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 
 import hwdb
-from planner import estimate
-from planner.errors import InfeasibleError, PlannerInputError
-from planner.estimate import Setup
-from planner.model import load_model
-from planner.parallel import ParallelConfig
+from planner.capacity import estimate
+from planner.core.errors import InfeasibleError, PlannerInputError
+from planner.capacity.estimate import Setup
+from planner.core.model import load_model
+from planner.core.parallel import ParallelConfig
 from planner.perf.ops import compute_dtype
 from planner.perf.step import StepShape
 
@@ -182,7 +182,7 @@ def test_estimate_works_for_every_bundled_model_on_every_gpu_it_fits():
     import math as _math
 
     import hwdb
-    from planner.model import bundled_models
+    from planner.core.model import bundled_models
     from planner.perf.memory import min_gpus_to_hold
 
     engine = hwdb.load_engine("vllm")

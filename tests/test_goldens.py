@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.jsonio import canonical_json
-from planner.optimize import optimize
-from planner.report import result_json
-from planner.scenario import build_request
+from planner.render.jsonio import canonical_json
+from planner.search.optimize import optimize
+from planner.render.report import result_json
+from planner.search.scenario import build_request
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCENARIOS = sorted(EXAMPLES.glob("*.yaml"))

@@ -761,7 +761,7 @@ def test_mistral_7b_v01_config_with_its_sliding_window_loads_and_plans():
     from typer.testing import CliRunner
 
     import cli
-    from planner.model import load_model
+    from planner.core.model import load_model
 
     config = HF / "mistral-7b-v0.1.json"
     m = load_model(str(config))
@@ -809,7 +809,7 @@ def test_a_calibration_measured_under_gpu_and_engine_aliases_applies_under_their
 
 
 def test_a_calibration_yaml_may_name_a_gpu_and_an_engine_by_alias(tmp_path):
-    from planner.calibrate import load_calibration
+    from planner.search.calibrate import load_calibration
 
     path = write(tmp_path / "cal.yaml", "gpus: {h100: {memory: 0.7}}\nengines: {vLLM: {step_overhead_ms: 2.0}}\n")
     cal = load_calibration(path)

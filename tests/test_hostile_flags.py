@@ -235,12 +235,12 @@ def test_read_only_output_folder_is_refused_before_the_work(tmp_path):
 
 
 def test_bad_out_is_refused_before_the_solver_runs(monkeypatch, tmp_path):
-    import planner.optimize
+    import planner.search.optimize
 
     def boom(*a, **k):
         raise AssertionError("the solver ran before --out was checked")
 
-    monkeypatch.setattr(planner.optimize, "optimize", boom)
+    monkeypatch.setattr(planner.search.optimize, "optimize", boom)
     r = CliRunner().invoke(cli.app, OPT + ["--out", str(tmp_path / "missing" / "plan.txt")])
     assert r.exit_code == 2 and "--out" in r.output
 
@@ -257,8 +257,8 @@ def test_the_context_limit_names_the_model_and_its_limit():
 
 
 def test_mtp_is_accepted_for_a_model_with_an_mtp_head():
-    from planner.model import load_model
-    from planner.spec import check_config, parse_spec
+    from planner.core.model import load_model
+    from planner.levers.spec import check_config, parse_spec
 
     check_config(parse_spec("mtp,k=1,accept=0.8"), load_model("deepseek-v3"))  # no error: it has one
 
@@ -266,12 +266,12 @@ def test_mtp_is_accepted_for_a_model_with_an_mtp_head():
 @pytest.mark.parametrize("exc", [ValueError("bad value"), KeyError("missing"), RuntimeError("HiGHS failed"),
                                  ZeroDivisionError("division by zero")])
 def test_an_unexpected_exception_is_exit_3_with_one_line(monkeypatch, exc):
-    import planner.estimate
+    import planner.capacity.estimate
 
     def boom(*a, **k):
         raise exc
 
-    monkeypatch.setattr(planner.estimate, "offline", boom)
+    monkeypatch.setattr(planner.capacity.estimate, "offline", boom)
     monkeypatch.delenv("SERVPLAN_DEBUG", raising=False)
     r = CliRunner().invoke(cli.app, EST)
     assert r.exit_code == 3, r.output
@@ -281,24 +281,24 @@ def test_an_unexpected_exception_is_exit_3_with_one_line(monkeypatch, exc):
 
 
 def test_servplan_debug_re_raises_for_developers(monkeypatch):
-    import planner.estimate
+    import planner.capacity.estimate
 
     def boom(*a, **k):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(planner.estimate, "offline", boom)
+    monkeypatch.setattr(planner.capacity.estimate, "offline", boom)
     monkeypatch.setenv("SERVPLAN_DEBUG", "1")
     r = CliRunner().invoke(cli.app, EST)
     assert isinstance(r.exception, ZeroDivisionError)
 
 
 def test_ctrl_c_is_exit_130_without_a_traceback(monkeypatch):
-    import planner.estimate
+    import planner.capacity.estimate
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(planner.estimate, "offline", interrupted)
+    monkeypatch.setattr(planner.capacity.estimate, "offline", interrupted)
     r = CliRunner().invoke(cli.app, EST)
     assert r.exit_code == 130 and "Traceback" not in r.output
 

@@ -1,4 +1,4 @@
-"""KV-cache precision and P/D transfer (planner/kvtransfer.py, issue 8): fp8 / int4 KV follow through memory,
+"""KV-cache precision and P/D transfer (planner/levers/kvtransfer.py, issue 8): fp8 / int4 KV follow through memory,
 bandwidth and max batch; --kv-compression shrinks the shipped bytes; --link puts the P and D pools behind one
 slower link, which the fleet MILP respects."""
 
@@ -11,15 +11,15 @@ from typer.testing import CliRunner
 
 import hwdb
 from cli import app
-from planner.errors import PlannerInputError
-from planner.estimate import Setup
-from planner.kvtransfer import parse_bandwidth_gbps, parse_compression, parse_link
-from planner.model import load_model
-from planner.parallel import ParallelConfig
+from planner.core.errors import PlannerInputError
+from planner.capacity.estimate import Setup
+from planner.levers.kvtransfer import parse_bandwidth_gbps, parse_compression, parse_link
+from planner.core.model import load_model
+from planner.core.parallel import ParallelConfig
 from planner.perf.step import StepShape
-from planner.serving import decode_capacity, kv_handoff_s, prefill_capacity
-from planner.workload import RequestClass as Class
-from planner.workload import Slo
+from planner.capacity.serving import decode_capacity, kv_handoff_s, prefill_capacity
+from planner.core.workload import RequestClass as Class
+from planner.core.workload import Slo
 from solvers import InstanceType, MixProblem, RequestClass, SolverInputError, solve_mix
 
 GPU = hwdb.load_gpu("h100_sxm")

@@ -1,8 +1,8 @@
 """Launch commands: the engines' current flag spellings for every parallelism and role."""
 
-from planner.launch import launch_commands
-from planner.model import load_model
-from planner.plan import InstancePlan, Plan
+from planner.render.launch import launch_commands
+from planner.core.model import load_model
+from planner.search.plan import InstancePlan, Plan
 
 
 def instance(role="agg", tp=4, pp=1, ep=1, dp=1, count=2, gpu="h100_sxm"):

@@ -2,7 +2,7 @@
 KV dtypes, the memory fraction the memory model took, max batch and chunk tokens — for vLLM, SGLang and TRT-LLM.
 
 The goldens carry one engine's lines; the same plans are launched here for all three engines and both KV dtypes
-through `planner.report.launch_for`, the code path of `planner optimize --launch`."""
+through `planner.render.report.launch_for`, the code path of `planner optimize --launch`."""
 
 import dataclasses
 import json
@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.launch import launch_commands
-from planner.model import dtype_bytes, load_model, model_from_hf_config
-from planner.optimize import instance_builder
-from planner.parallel import FP8_BLOCK, ParallelConfig, parallel_configs, quant_block, validation_error
-from planner.plan import InstancePlan, Plan
-from planner.report import launch_for
-from planner.scenario import build_request
+from planner.render.launch import launch_commands
+from planner.core.hf_config import model_from_hf_config
+from planner.core.model import dtype_bytes, load_model
+from planner.search.optimize import instance_builder
+from planner.core.parallel import FP8_BLOCK, ParallelConfig, parallel_configs, quant_block, validation_error
+from planner.search.plan import InstancePlan, Plan
+from planner.render.report import launch_for
+from planner.search.scenario import build_request
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 GOLDENS = sorted((EXAMPLES / "goldens").glob("*.json"))
@@ -183,7 +184,7 @@ def test_trtllm_command_and_its_config_file_are_in_the_plan_json():
 def test_optimize_with_trtllm_gives_lines_that_run_the_plan():
     req = build_request("qwen3-30b-a3b", gpus="h100_sxm:8", workload="isl=1024,osl=256,rate=2",
                         slo="ttft=2s,tpot=100ms", engine="trtllm", dtype="fp8", kv_dtype="fp8")
-    from planner.optimize import optimize
+    from planner.search.optimize import optimize
 
     plan = optimize(req).plans[0]
     for inst, cmd in zip(plan.instances, launch_for(plan, req)):
@@ -228,7 +229,7 @@ def test_block_size_comes_from_the_checkpoint_config():
 
 
 def test_optimize_fp8_never_plans_a_shape_the_engines_refuse():
-    from planner.optimize import optimize
+    from planner.search.optimize import optimize
 
     req = build_request("qwen3-30b-a3b", gpus="h100_sxm:8", workload="isl=1024,osl=256,rate=2",
                         slo="ttft=2s,tpot=100ms", dtype="fp8")

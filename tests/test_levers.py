@@ -11,17 +11,17 @@ from dataclasses import replace
 
 import pytest
 
-from planner.calibrate import Calibration
-from planner.candidates import Candidate
-from planner.energy import instance_watts
-from planner.model import load_model
-from planner.optimize import Request, _instance, instance_builder
-from planner.parallel import ParallelConfig
-from planner.plan import Plan
-from planner.report import _breakdown_html
-from planner.serving import role_capacity
-from planner.spec import parse_spec
-from planner.workload import RequestClass, Slo
+from planner.search.calibrate import Calibration
+from planner.search.candidates import Candidate
+from planner.levers.energy import instance_watts
+from planner.core.model import load_model
+from planner.search.optimize import Request, _instance, instance_builder
+from planner.core.parallel import ParallelConfig
+from planner.search.plan import Plan
+from planner.render.report import _breakdown_html
+from planner.capacity.serving import role_capacity
+from planner.levers.spec import parse_spec
+from planner.core.workload import RequestClass, Slo
 
 CLS = RequestClass("chat", 2048, 256, 1.0, Slo(2000.0, 50.0, 90.0))
 PAR = ParallelConfig(4, 1, 1, 1)
@@ -29,7 +29,7 @@ BASE = Request(load_model("llama-3.1-70b"), (CLS,), inventory={"h100_sxm": 8})
 LEVERS = {  # lever -> (the request with it set, the outputs it must move)
     "calibration": (replace(BASE, calibration=Calibration({"h100_sxm": {"memory": 0.5, "gemm": {"bf16": 0.4}}})),
                     {"ttft", "tpot", "watts", "breakdown"}),
-    # a cap lowers the SM clock: prefill slows, the memory-bound decode at this batch does not (planner/energy.py)
+    # a cap lowers the SM clock: prefill slows, the memory-bound decode at this batch does not (planner/levers/energy.py)
     "power_cap": (replace(BASE, power_cap={"h100": 400.0}), {"ttft", "watts", "breakdown"}),
     "spec": (replace(BASE, spec=parse_spec("draft=llama-3.1-8b,k=2,accept=0.8")), {"tpot", "watts", "breakdown"}),
     "kv_compression": (replace(BASE, kv_compression=8.0), {"ttft"}),
@@ -89,7 +89,7 @@ def test_every_instance_of_a_request_carries_its_levers():
 def test_simulate_rebuilds_the_same_instance_from_the_plan_document(lever):
     """`planner simulate` reads the levers the plan JSON records (report._levers) and builds each instance with
     the same builder: the instance it simulates is the instance the plan's latencies and energy came from."""
-    from planner.report import _levers
+    from planner.render.report import _levers
     from planner.simulate.plan_io import _instance_setup, _levers as read_levers
 
     req, _ = LEVERS[lever]

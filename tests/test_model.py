@@ -7,8 +7,8 @@ import pytest
 
 import hwdb
 
-from planner.errors import PlannerInputError
-from planner.model import bundled_models, load_model
+from planner.core.errors import PlannerInputError
+from planner.core.model import bundled_models, load_model
 
 FIXTURES = "tests/fixtures/hf_configs"
 
@@ -73,7 +73,7 @@ def test_experts_keep_a_narrower_native_dtype_and_take_the_served_one_otherwise(
 def test_memory_and_step_time_store_the_experts_in_the_same_dtype():
     """bf16 experts served in fp8: the memory model and the expert GEMMs both use fp8 (the step model used to
     keep the checkpoint's bf16 unless the served dtype was 4-bit)."""
-    from planner.parallel import ParallelConfig
+    from planner.core.parallel import ParallelConfig
     from planner.perf.memory import weight_bytes_per_gpu
     from planner.perf.step import StepShape, step_time
 

@@ -5,19 +5,19 @@ lever were ignored."""
 import hwdb
 import pytest
 
-from planner.candidates import PREFILL_BUDGET_TOKENS
-from planner.errors import PlannerInputError
-from planner.estimate import Setup
-from planner.model import load_model
-from planner.multiplex import SM_FRACTIONS, multiplex_capacity, partition_setups
-from planner.optimize import optimize
-from planner.parallel import ParallelConfig
+from planner.search.candidates import PREFILL_BUDGET_TOKENS
+from planner.core.errors import PlannerInputError
+from planner.capacity.estimate import Setup
+from planner.core.model import load_model
+from planner.levers.multiplex import SM_FRACTIONS, multiplex_capacity, partition_setups
+from planner.search.optimize import optimize
+from planner.core.parallel import ParallelConfig
 from planner.perf.step import StepShape
-from planner.report import launch_for, result_json
-from planner.scenario import build_request
-from planner.serving import decode_capacity, kv_handoff_s, prefill_capacity, prefill_ttft_s
+from planner.render.report import launch_for, result_json
+from planner.search.scenario import build_request
+from planner.capacity.serving import decode_capacity, kv_handoff_s, prefill_capacity, prefill_ttft_s
 from planner.simulate import simulate_plan
-from planner.workload import RequestClass, Slo
+from planner.core.workload import RequestClass, Slo
 
 SLO = Slo(2000.0, 50.0, 90.0)
 CLS = RequestClass("default", 2048, 256, 0.0, SLO)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from planner.errors import InfeasibleError, PlannerInputError
-from planner.optimize import optimize
-from planner.scenario import build_request
+from planner.core.errors import InfeasibleError, PlannerInputError
+from planner.search.optimize import optimize
+from planner.search.scenario import build_request
 
 
 def plan(model="llama-3.1-8b", slo="ttft=2s,tpot=50ms", workload="isl=1024,osl=256", gpus="h100_sxm:4", **kw):
@@ -47,7 +47,7 @@ def test_auto_mode_reports_the_best_plan_of_each_family(h100_x4):
 def test_tokens_per_gpu_never_exceed_the_compute_ceiling(h100_x4):
     """NanoFlow ceiling: peak FLOPs / (2 · active params) output tokens/s per GPU at best."""
     import hwdb
-    from planner.model import load_model
+    from planner.core.model import load_model
 
     gpu = hwdb.load_gpu("h100_sxm")
     ceiling = gpu.peak_flops("bf16") / (2 * load_model("llama-3.1-8b").active_params)
@@ -110,8 +110,8 @@ def test_multi_class_workload_routes_every_class():
 
 
 def test_expert_parallel_candidates_carry_the_placement_imbalance():
-    from planner.model import load_model
-    from planner.optimize import expert_skew
+    from planner.core.model import load_model
+    from planner.search.optimize import expert_skew
 
     skew = expert_skew(load_model("deepseek-v3"), {1, 8}, None)
     assert set(skew) == {8} and 1.0 <= skew[8] < 1.2
@@ -124,8 +124,8 @@ def test_expert_parallel_candidates_carry_the_placement_imbalance():
 def test_classes_with_very_different_prompts_never_share_a_prefill_queue():
     """Head-of-line blocking: a 16k-token prompt ahead of 512-token ones breaks the chat TTFT (simulated 75 %
     attainment when they shared), so prompt lengths more than 4× apart get separate prefill-capable instances."""
-    from planner.optimize import prompt_groups
-    from planner.workload import RequestClass, Slo
+    from planner.search.optimize import prompt_groups
+    from planner.core.workload import RequestClass, Slo
 
     slo = Slo(1000, 50)
     mk = lambda n, isl: RequestClass(n, isl, 128, 1.0, slo)  # noqa: E731

@@ -16,8 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hwdb
-from planner.model import bundled_models, dtype_bytes, load_model
-from planner.parallel import ParallelConfig, parallel_configs
+from planner.core.model import bundled_models, dtype_bytes, load_model
+from planner.core.parallel import ParallelConfig, parallel_configs
 from planner.perf import comm
 from planner.perf.memory import kv_bytes_per_token_per_gpu, weight_bytes_per_gpu
 from planner.perf.ops import ACT_BYTES, expected_distinct_experts, gemm, op_time

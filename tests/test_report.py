@@ -5,10 +5,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from planner.optimize import optimize, parse_sweep, sweep
-from planner.report import result_html, result_json, sweep_csv
-from planner.scenario import build_request
-from planner.errors import PlannerInputError
+from planner.search.optimize import optimize, parse_sweep, sweep
+from planner.render.report import result_html, result_json, sweep_csv
+from planner.search.scenario import build_request
+from planner.core.errors import PlannerInputError
 
 
 class _Collect(HTMLParser):
@@ -63,7 +63,7 @@ def test_report_is_self_contained(report):
 
 
 def test_embedded_json_is_the_optimize_json(report):
-    from planner.jsonio import canonical
+    from planner.render.jsonio import canonical
 
     res, req, page = report
     embedded = json.loads(page.script.replace("<\\/", "</"))

@@ -1,4 +1,4 @@
-"""Specification of the SLO-aware serving model (planner/serving.py, planner/queueing.py).
+"""Specification of the SLO-aware serving model (planner/capacity/serving.py, planner/capacity/queueing.py).
 
 The M/D/1 waiting time is checked against an independent high-precision evaluation of Crommelin's formula
 (Decimal arithmetic, written here) and against Pollaczek–Khinchine's mean; the per-role capacities against the
@@ -16,12 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hwdb
-from planner import queueing as qu
-from planner import serving as sv
-from planner.estimate import Setup
-from planner.model import load_model
-from planner.parallel import ParallelConfig
-from planner.workload import RequestClass, Slo
+from planner.capacity import queueing as qu
+from planner.capacity import serving as sv
+from planner.capacity.estimate import Setup
+from planner.core.model import load_model
+from planner.core.parallel import ParallelConfig
+from planner.core.workload import RequestClass, Slo
 
 SETTINGS = settings(max_examples=40, deadline=None)
 

@@ -8,13 +8,13 @@ import math
 
 import pytest
 
-from planner.errors import PlannerInputError
-from planner.estimate import Setup
-from planner.jsonio import canonical_json
-from planner.optimize import optimize
+from planner.core.errors import PlannerInputError
+from planner.capacity.estimate import Setup
+from planner.render.jsonio import canonical_json
+from planner.search.optimize import optimize
 from planner.perf.step import StepShape
-from planner.report import result_json
-from planner.scenario import build_request
+from planner.render.report import result_json
+from planner.search.scenario import build_request
 from planner.simulate import WARMUP_FRACTION, load_plan_json, load_trace_csv, simulate_plan
 
 SEEDS = (0, 1, 2)
@@ -91,8 +91,8 @@ def test_least_work_routing_over_many_instances_only_adds_headroom(pooled):
 
 def _setup_of(doc, k=0):
     import hwdb
-    from planner.model import load_model
-    from planner.parallel import ParallelConfig
+    from planner.core.model import load_model
+    from planner.core.parallel import ParallelConfig
 
     inst = doc["plans"][0]["instances"][k]
     gpu = hwdb.load_gpu(inst["gpu"])
@@ -121,7 +121,7 @@ def test_a_long_prompt_is_prefilled_in_chunks_of_the_budget(collocated):
 
 
 def test_disaggregated_ttft_includes_the_kv_hand_off(disaggregated):
-    from planner.serving import kv_handoff_s
+    from planner.capacity.serving import kv_handoff_s
 
     prefill = _setup_of(disaggregated, [i["role"] for i in disaggregated["plans"][0]["instances"]].index("prefill"))
     r = simulate_plan(disaggregated, trace=[(0.0, 2048, 2)])

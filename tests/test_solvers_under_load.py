@@ -15,7 +15,7 @@ import os
 import random
 import time
 
-from planner.optimize import PLACEMENT_DETERMINISTIC_S, Request
+from planner.search.optimize import PLACEMENT_DETERMINISTIC_S, Request
 from solvers import ExpertProblem, InstanceType, MixProblem, RequestClass, place_experts, solve_mix, zipf_loads
 
 BURN_S = 25.0  # a burner stops by itself after this long, even if the test never gets to stop it

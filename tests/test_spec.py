@@ -1,4 +1,4 @@
-"""Speculative decoding (planner/spec.py, issue 8): the formulas, their effect on decode / collocated capacity,
+"""Speculative decoding (planner/levers/spec.py, issue 8): the formulas, their effect on decode / collocated capacity,
 the optimiser's choice of k, and the plan / launch output."""
 
 from __future__ import annotations
@@ -11,16 +11,16 @@ from typer.testing import CliRunner
 
 import hwdb
 from cli import app
-from planner.candidates import SearchSpace, best_spec_depth
-from planner.errors import PlannerInputError
-from planner.estimate import Setup
+from planner.search.candidates import SearchSpace, best_spec_depth
+from planner.core.errors import PlannerInputError
+from planner.capacity.estimate import Setup
 from planner.instance import InstanceBuilder, Levers
-from planner.model import load_model
-from planner.parallel import ParallelConfig
+from planner.core.model import load_model
+from planner.core.parallel import ParallelConfig
 from planner.perf.step import StepShape, step_time
-from planner.serving import collocated_capacity, decode_capacity, role_capacity
-from planner.spec import expected_tokens, parse_spec, resolve
-from planner.workload import RequestClass, Slo
+from planner.capacity.serving import collocated_capacity, decode_capacity, role_capacity
+from planner.levers.spec import expected_tokens, parse_spec, resolve
+from planner.core.workload import RequestClass, Slo
 
 GPU = hwdb.load_gpu("h100_sxm")
 ENGINE = hwdb.load_engine("vllm").for_gpu(GPU)

@@ -1,4 +1,4 @@
-"""The vocabulary (planner/vocab.py): roles, families, objectives, modes and engines are types whose members
+"""The vocabulary (planner/core/vocab.py): roles, families, objectives, modes and engines are types whose members
 read, format and serialise exactly as the strings they replaced, so JSON and goldens do not move."""
 
 import json
@@ -6,9 +6,9 @@ import json
 import pytest
 
 import hwdb
-from planner.errors import PlannerInputError
-from planner.jsonio import canonical_json
-from planner.vocab import FAMILY_LABEL, Engine, Family, Mode, Objective, Role, choice
+from planner.core.errors import PlannerInputError
+from planner.render.jsonio import canonical_json
+from planner.core.vocab import FAMILY_LABEL, Engine, Family, Mode, Objective, Role, choice
 
 
 @pytest.mark.parametrize("member", [*Role, *Family, *Objective, *Mode, *Engine])
@@ -40,7 +40,7 @@ def test_choice_names_the_field_and_the_choices():
 
 
 def test_a_scenario_objective_becomes_the_enum_and_a_bad_one_names_the_file_field(tmp_path):
-    from planner.scenario import build_request
+    from planner.search.scenario import build_request
 
     req = build_request("llama-3.1-8b", workload="isl=512,osl=64", gpus="h100_sxm:1", objective="cost")
     assert req.objective is Objective.cost and req.mode is Mode.auto

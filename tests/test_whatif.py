@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 import hwdb
 from cli import app
-from planner.optimize import optimize
-from planner.report import launch_for, result_html
-from planner.scenario import build_request
+from planner.search.optimize import optimize
+from planner.render.report import launch_for, result_html
+from planner.search.scenario import build_request
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[1]

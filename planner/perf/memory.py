@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from planner.model import ModelSpec, dtype_bytes
-from planner.parallel import ParallelConfig
+from planner.core.model import ModelSpec, dtype_bytes
+from planner.core.parallel import ParallelConfig
 
 if TYPE_CHECKING:
     from hwdb import EngineProfile, GpuSpec
@@ -98,7 +98,7 @@ def memory_breakdown(model: ModelSpec, gpu: GpuSpec, par: ParallelConfig, *, dty
 def min_gpus_to_hold(model: ModelSpec, gpu: GpuSpec, dtype: str, engine: EngineProfile, context_tokens: float = 4096,
                      max_gpus: int = 1024) -> tuple[int, ParallelConfig] | None:
     """Fewest GPUs of this type (and the config) that hold the weights plus one sequence of KV."""
-    from planner.parallel import parallel_configs
+    from planner.core.parallel import parallel_configs
 
     for par in parallel_configs(model, gpu.scaleup_domain_gpus, max_gpus, dtype=dtype):
         mem = memory_breakdown(model, gpu, par, dtype=dtype, kv_dtype="bf16", context_tokens=context_tokens,

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Literal
 
-from planner.model import dtype_bytes
+from planner.core.model import dtype_bytes
 
 if TYPE_CHECKING:
     from hwdb import GpuSpec

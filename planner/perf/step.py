@@ -11,8 +11,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from planner.model import ModelSpec
-from planner.parallel import ParallelConfig
+from planner.core.model import ModelSpec
+from planner.core.parallel import ParallelConfig
 from planner.perf import comm
 from planner.perf.ops import (ACT_BYTES, Bound, Op, OpTime, TimedKind, attention, elementwise,
                               expected_distinct_experts, gemm, grouped_moe, op_time)

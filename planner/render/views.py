@@ -65,7 +65,7 @@ def model_view(d: dict, engine: str, context_tokens: int) -> list[Block]:
 
 def estimate_json(run) -> dict:
     """`run`: planner.commands.EstimateRun."""
-    from planner.estimate import breakdown_rows
+    from planner.capacity.estimate import breakdown_rows
 
     s, e, mem = run.setup, run.estimate, run.estimate.memory
     return {"model": s.model.name, "gpu": s.gpu.name, "parallel": s.par.label(), "engine": s.engine.name,

@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from planner.bounds import MAX_TOKENS
-from planner.errors import PlannerInputError
-from planner.inputs import read_csv, shown_value
+from planner.core.bounds import MAX_TOKENS
+from planner.core.errors import PlannerInputError
+from planner.core.inputs import read_csv, shown_value
 from planner.simulate.plan_io import SimClass
-from planner.workload import MAX_TRACE_ROWS
+from planner.core.workload import MAX_TRACE_ROWS
 
 TraceRow = tuple[float, int, int, str | None]  # (arrival_s, isl, osl, class or None)
 

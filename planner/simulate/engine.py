@@ -26,7 +26,7 @@ from collections.abc import Callable
 from enum import IntEnum
 from typing import TYPE_CHECKING
 
-from planner.estimate import Setup
+from planner.capacity.estimate import Setup
 from planner.perf.step import StepShape
 
 if TYPE_CHECKING:

@@ -16,17 +16,17 @@ from typing import TYPE_CHECKING, Any
 
 import hwdb
 from hwdb.safe_load import MAX_PLAN_BYTES
-from planner.bounds import MAX_TOKENS
-from planner.errors import InfeasibleError, PlannerInputError
-from planner.estimate import Setup, require_fit
-from planner.inputs import read_document, shown_value
-from planner.model import ModelSpec, dtype_bytes, load_model
-from planner.parallel import ParallelConfig, check_parallel
+from planner.core.bounds import MAX_TOKENS
+from planner.core.errors import InfeasibleError, PlannerInputError
+from planner.capacity.estimate import Setup, require_fit
+from planner.core.inputs import read_document, shown_value
+from planner.core.model import ModelSpec, dtype_bytes, load_model
+from planner.core.parallel import ParallelConfig, check_parallel
 
 if TYPE_CHECKING:
     from hwdb import EngineProfile
-    from planner.calibrate import Calibration
-    from planner.spec import SpecConfig
+    from planner.search.calibrate import Calibration
+    from planner.levers.spec import SpecConfig
 
 ROLES = ("agg", "prefill", "decode")  # engine roles; a plan's "multiplex" instance becomes a prefill + decode pair
 
@@ -88,7 +88,7 @@ def _arrival_of(c: Any, where: str) -> tuple[float, tuple[float, ...]]:
         raise PlannerInputError(f"plan: field '{where}.arrival' must be a mapping, got {shown_value(a)}")
     cv = _field(a, "cv", where + ".arrival", float)
     if a.get("kind") == "trace" and a.get("trace"):
-        from planner.workload import load_arrival_times
+        from planner.core.workload import load_arrival_times
 
         try:
             return cv, load_arrival_times(str(a["trace"]), f"plan: {where}.arrival")
@@ -172,7 +172,7 @@ def _levers(plan_json: dict[str, Any], engine_name: str, dtype: str, kv_dtype: s
     link = _optional(levers, "link_gbps", "levers", None)
     spec = None
     if levers.get("spec"):
-        from planner.spec import parse_spec
+        from planner.levers.spec import parse_spec
 
         spec = parse_spec(_field(levers, "spec", "levers", str))
     return _Levers(engine, dtype, kv_dtype, tuple(extra_dirs), caps, kv_compression, link, spec)
@@ -215,7 +215,7 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
             raise PlannerInputError(f"plan: field '{where}': {e} (is the plan for another model?)") from None
         _require_fit(setup, plan_json, where, role)
         if role == "multiplex":  # intra-GPU P/D: its prefill and decode partitions as a P/D pair, no KV hand-off
-            from planner.multiplex import partition_setups
+            from planner.levers.multiplex import partition_setups
 
             frac = _field(inst, "sm_fraction", where, float)
             if not 0 < frac < 1:

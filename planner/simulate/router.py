@@ -14,10 +14,10 @@ import random
 from collections.abc import Callable
 from enum import IntEnum
 
-from planner.errors import PlannerInputError
-from planner.estimate import Setup
+from planner.core.errors import PlannerInputError
+from planner.capacity.estimate import Setup
 from planner.perf.step import StepShape
-from planner.serving import kv_handoff_s
+from planner.capacity.serving import kv_handoff_s
 from planner.simulate.engine import DECODE, PREFILL, Engine, EngineRole, StepKey
 from planner.simulate.plan_io import InstanceGroup, SimClass
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from planner.errors import PlannerInputError
-from planner.model import ModelSpec
+from planner.core.errors import PlannerInputError
+from planner.core.model import ModelSpec
 from planner.simulate.arrivals import offered_rates, renewal_arrivals, trace_arrays
 from planner.simulate.engine import SimState, run_events
 from planner.simulate.metrics import SimResult, measure
@@ -24,7 +24,7 @@ from planner.simulate.plan_io import SimClass, instance_groups, plan_classes, se
 from planner.simulate.router import ROUTERS, RouterMode, build_engines
 
 if TYPE_CHECKING:
-    from planner.calibrate import Calibration
+    from planner.search.calibrate import Calibration
 
 WARMUP_FRACTION = 0.10  # leading share of arrivals left out of the statistics
 DRAIN_MIN_S = 60.0  # after the last arrival the simulation runs on at most max(this, duration) seconds

@@ -54,7 +54,7 @@ FAMILY_LABEL: dict[str, str] = {Family.agg: "agg", Family.disagg: "P/D", Family.
 
 def choice(enum: type[E], value: str, where: str) -> E:
     """`value` as a member of `enum`, or PlannerInputError naming `where` and the choices."""
-    from planner.errors import PlannerInputError
+    from planner.core.errors import PlannerInputError
 
     try:
         return enum(value)

@@ -19,17 +19,17 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from planner.bounds import MAX_BATCH, MAX_RATE_RPS, bounded
-from planner.errors import InfeasibleError
-from planner.model import ModelSpec
-from planner.parallel import ParallelConfig
+from planner.core.bounds import MAX_BATCH, MAX_RATE_RPS, bounded
+from planner.core.errors import InfeasibleError
+from planner.core.model import ModelSpec
+from planner.core.parallel import ParallelConfig
 from planner.perf.memory import MemoryBreakdown, memory_breakdown
 from planner.perf.step import StepShape, StepTime, step_time
-from planner.roots import root
+from planner.core.roots import root
 
 if TYPE_CHECKING:
     from hwdb import EngineProfile, GpuSpec
-    from planner.spec import Speculation
+    from planner.levers.spec import Speculation
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,9 @@ class Setup:
     kv_dtype: str = "bf16"
     chunk_tokens: int = 0  # 0 -> the engine's default token budget
     skew: float = 1.0  # extra MoE load imbalance from skewed routing (solvers.experts), ≥ 1
-    spec: Speculation | None = None  # speculative decoding at a fixed depth k (planner/spec.py); None: off
+    spec: Speculation | None = None  # speculative decoding at a fixed depth k (planner/levers/spec.py); None: off
     kv_compression: float = 1.0  # P -> D KV transfer ships kv_bytes / kv_compression (KVServe-style codecs)
-    link_gbps: float | None = None  # P -> D path when the pools sit apart, GB/s (planner/kvtransfer.py)
+    link_gbps: float | None = None  # P -> D path when the pools sit apart, GB/s (planner/levers/kvtransfer.py)
 
     @property
     def chunk(self) -> int:
@@ -74,7 +74,7 @@ class Setup:
 
     def memory(self, context_tokens: float) -> MemoryBreakdown:
         """Memory per GPU at `context_tokens` per sequence, a speculative drafter's weights and KV included."""
-        from planner.spec import extra_memory
+        from planner.levers.spec import extra_memory
 
         w, kv = extra_memory(self.spec, self.dtype, self.kv_dtype) if self.spec is not None else (0.0, 0.0)
         return memory_breakdown(self.model, self.gpu, self.par, dtype=self.dtype, kv_dtype=self.kv_dtype,
@@ -84,7 +84,7 @@ class Setup:
     def step(self, shape: StepShape) -> StepTime:
         """One engine iteration; under speculation a decode-carrying one is timed per output token."""
         if self.spec is not None and shape.decode_seqs > 0:
-            from planner.spec import speculative_step
+            from planner.levers.spec import speculative_step
 
             return speculative_step(self, shape)
         return step_time(self.model, self.gpu, self.par, shape, engine=self.engine, dtype=self.dtype,

@@ -16,9 +16,9 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from planner.errors import InfeasibleError, PlannerInputError
-from planner.inputs import read_csv, read_document, shown_value
-from planner.parallel import ParallelConfig
+from planner.core.errors import InfeasibleError, PlannerInputError
+from planner.core.inputs import read_csv, read_document, shown_value
+from planner.core.parallel import ParallelConfig
 
 MAX_POINTS = 10_000  # CSV rows: a fit costs ~40 ms per row and evaluation (10k rows: minutes, 10^6: half a day)
 METRICS = ("ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu")
@@ -77,7 +77,7 @@ def _names(row: dict, line: int, resolved: dict) -> tuple[str, str, str, str, st
     """(model, gpu, engine, dtype, kv_dtype) of a row, GPU and engine by their canonical names (an alias such as
     h100 or vLLM would otherwise calibrate a name nothing looks up); each checked once per distinct value."""
     import hwdb
-    from planner.model import dtype_bytes, load_model
+    from planner.core.model import dtype_bytes, load_model
 
     out = []
     for key, default, canonical in (("model", None, lambda v: load_model(v) and v),  # as written: predict loads it
@@ -99,8 +99,8 @@ def _names(row: dict, line: int, resolved: dict) -> tuple[str, str, str, str, st
 
 def _check_parallel(names: tuple, par: ParallelConfig, line: int, resolved: dict) -> None:
     import hwdb
-    from planner.model import load_model
-    from planner.parallel import check_parallel
+    from planner.core.model import load_model
+    from planner.core.parallel import check_parallel
 
     model, gpu = names[:2]
     if ("par", model, gpu, par) not in resolved:
@@ -244,9 +244,9 @@ def load_calibration(path) -> Calibration:
 
 def predict(point: MeasuredPoint, calibration: Calibration | None = None) -> dict:
     """Our estimate for a measured point: {metric: value}; raises InfeasibleError if the config does not fit."""
-    from planner import estimate
+    from planner.capacity import estimate
     from planner.instance import InstanceBuilder, Levers
-    from planner.model import load_model
+    from planner.core.model import load_model
 
     setup = InstanceBuilder(load_model(point.model), point.engine, point.dtype, point.kv_dtype,
                             Levers(calibration=calibration)).build(point.gpu, point.par)
@@ -281,7 +281,7 @@ def informed_parameters(points: list[MeasuredPoint]) -> list[Param]:
     """The constants these points can inform: each engine's overheads, each GPU's memory and GEMM efficiency
     for the dtypes measured, and its grouped-GEMM efficiency when a MoE model was measured."""
     import hwdb
-    from planner.model import load_model
+    from planner.core.model import load_model
     from planner.perf.ops import compute_dtype
 
     params = set()

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from statistics import NormalDist
 
 from hwdb.units import MissingUnitError, UnitError, parse_duration_s
-from planner.bounds import MAX_ARRIVAL_CV, MAX_DURATION_S, MAX_RATE_RPS, MAX_TOKENS, number_text
-from planner.errors import PlannerInputError
-from planner.inputs import read_csv, shown_value
+from planner.core.bounds import MAX_ARRIVAL_CV, MAX_DURATION_S, MAX_RATE_RPS, MAX_TOKENS, number_text
+from planner.core.errors import PlannerInputError
+from planner.core.inputs import read_csv, shown_value
 
 MAX_TRACE_ROWS = 1_000_000  # requests in a replayed trace (`planner simulate` does ~100k in 1-4 s)
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import html
 import math
 
-from planner.launch import LaunchCommand, launch_commands
-from planner.optimize import Request, Result, instance_builder
-from planner.plan import Plan
+from planner.render.launch import LaunchCommand, launch_commands
+from planner.search.optimize import Request, Result, instance_builder
+from planner.search.plan import Plan
 from planner.render import Block, table
-from planner.vocab import FAMILY_LABEL, Role
+from planner.core.vocab import FAMILY_LABEL, Role
 
 
 def instance_label(i) -> str:
@@ -101,7 +101,7 @@ def result_markdown(result: Result, req: Request, launch: bool = False) -> str:
 
 def result_text(result: Result, req: Request, sweep_rows: list[dict] | None, fmt: str, launch: bool) -> str:
     """`planner optimize`'s output as text: the sweep's CSV when there is one, else JSON or markdown."""
-    from planner.jsonio import canonical_json
+    from planner.render.jsonio import canonical_json
 
     if sweep_rows is not None:
         return sweep_csv(sweep_rows)
@@ -221,8 +221,8 @@ def _pareto_svg(points: list[dict], chosen: list[dict], width: int = 720, height
 
 def _breakdown_html(plan: Plan, req: Request) -> str:
     """Decode-iteration time by op for each instance group of the plan, at its routed load."""
-    from planner.estimate import breakdown_rows
-    from planner.parallel import ParallelConfig
+    from planner.capacity.estimate import breakdown_rows
+    from planner.core.parallel import ParallelConfig
     from planner.perf.step import StepShape
 
     builder = instance_builder(req)
@@ -266,7 +266,7 @@ def _sweep_svg(rows: list[dict]) -> str:
 def result_html(result: Result, req: Request, sweep_rows: list[dict] | None = None) -> str:
     """One self-contained HTML page (no external assets): ranked plans, Pareto chart, latency breakdowns.
     The JSON document is embedded verbatim in <script id="plan-data"> so tools can read it back."""
-    from planner.jsonio import canonical_json
+    from planner.render.jsonio import canonical_json
 
     doc = result_json(result, req)
     plans = result.plans + result.family_bests

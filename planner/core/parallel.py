@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.errors import PlannerInputError
-from planner.model import ModelSpec
+from planner.core.errors import PlannerInputError
+from planner.core.model import ModelSpec
 
 # [block_n, block_k] of fp8 block-scaled checkpoints in the wild: quantization_config.weight_block_size is
 # [128, 128] in deepseek-ai/DeepSeek-V3 and the Qwen/Qwen3-*-FP8 checkpoints ("fine-grained fp8 quantization

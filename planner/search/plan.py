@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.vocab import Family, Role
+from planner.core.vocab import Family, Role
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class InstancePlan:
     tpot_ms: float  # (0 for a prefill-only instance)
     binding: str  # what caps one instance's capacity: tpot | ttft | kv_memory | max_num_seqs | chunk_budget
     skew: float = 1.0  # MoE expert-placement imbalance assumed (1 for dense models)
-    sm_fraction: float = 0.0  # role multiplex: prefill's share of the SMs (planner/multiplex.py)
+    sm_fraction: float = 0.0  # role multiplex: prefill's share of the SMs (planner/levers/multiplex.py)
     spec_k: int | None = None  # --spec: draft tokens per verify step (0 = speculation off); None without --spec
 
     @property
@@ -49,7 +49,7 @@ class Plan:
     instances: tuple[InstancePlan, ...]
     predicted: dict  # {"ttft_ms", "tpot_ms"}: worst p-th percentile over the instances that carry load
     binding: str
-    energy: dict | None = None  # {"watts", "joules_per_token"} when energy is asked for (planner/energy.py)
+    energy: dict | None = None  # {"watts", "joules_per_token"} when energy is asked for (planner/levers/energy.py)
 
     def to_json(self) -> dict:
         return {

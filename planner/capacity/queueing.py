@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from planner.roots import root
+from planner.core.roots import root
 
 
 def md1_wait_cdf(t: float, rate: float, service_s: float) -> float:

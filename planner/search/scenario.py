@@ -11,13 +11,13 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from planner.bounds import MAX_BUDGET_USD_PER_H, MAX_GPUS_PER_TYPE, bounded, check_context
-from planner.errors import PlannerInputError
-from planner.inputs import shown_value
-from planner.model import DTYPE_BYTES, _read_structured, load_model, model_from_dict
-from planner.optimize import Request
-from planner.vocab import Engine, Mode, Objective, choice
-from planner.workload import parse_kv, parse_workload_flag, slo_from, workload_from_yaml
+from planner.core.bounds import MAX_BUDGET_USD_PER_H, MAX_GPUS_PER_TYPE, bounded, check_context
+from planner.core.errors import PlannerInputError
+from planner.core.inputs import shown_value
+from planner.core.model import DTYPE_BYTES, _read_structured, load_model, model_from_dict
+from planner.search.optimize import Request
+from planner.core.vocab import Engine, Mode, Objective, choice
+from planner.core.workload import parse_kv, parse_workload_flag, slo_from, workload_from_yaml
 
 SCENARIO_KEYS = {"model", "workload", "slo", "gpus", "budget_usd_per_h", "objective", "mode", "engine", "dtype",
                  "kv_dtype", "top", "description", "hwdb"}
@@ -151,23 +151,23 @@ def _levers(power_cap: str | None, spec: str | None, kv_compression: float | Non
     """Request fields of the lever flags that were given (parsed and checked; each error names its flag)."""
     out: dict = {}
     if power_cap is not None:
-        from planner.energy import parse_power_cap
+        from planner.levers.energy import parse_power_cap
 
         out["power_cap"] = parse_power_cap(power_cap)
     if spec is not None:
-        from planner.spec import parse_spec
+        from planner.levers.spec import parse_spec
 
         out["spec"] = parse_spec(spec)
     if kv_compression is not None:
-        from planner.kvtransfer import parse_compression
+        from planner.levers.kvtransfer import parse_compression
 
         out["kv_compression"] = parse_compression(kv_compression)
     if link is not None:
-        from planner.kvtransfer import parse_link
+        from planner.levers.kvtransfer import parse_link
 
         out["link_gbps"] = parse_link(link)
     if calibration:
-        from planner.calibrate import load_calibration
+        from planner.search.calibrate import load_calibration
 
         out["calibration"] = load_calibration(calibration)
     if expert_stats:

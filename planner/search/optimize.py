@@ -11,19 +11,19 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from planner.candidates import Candidate, SearchSpace, enumerate_candidates, no_candidate_reason
-from planner.errors import InfeasibleError, PlannerInputError
+from planner.search.candidates import Candidate, SearchSpace, enumerate_candidates, no_candidate_reason
+from planner.core.errors import InfeasibleError, PlannerInputError
 from planner.instance import InstanceBuilder, Levers
-from planner.model import ModelSpec
-from planner.parallel import parallel_configs
-from planner.plan import InstancePlan, Plan
-from planner.serving import latency_at
-from planner.vocab import Role
-from planner.workload import RequestClass
+from planner.core.model import ModelSpec
+from planner.core.parallel import parallel_configs
+from planner.search.plan import InstancePlan, Plan
+from planner.capacity.serving import latency_at
+from planner.core.vocab import Role
+from planner.core.workload import RequestClass
 
 if TYPE_CHECKING:
-    from planner.calibrate import Calibration
-    from planner.spec import SpecConfig
+    from planner.search.calibrate import Calibration
+    from planner.levers.spec import SpecConfig
 
 # Fleets assumed when the user names none (said in the output): one 8-GPU H100 node to maximise goodput on;
 # for a cost search, an unlimited choice of the common cloud GPUs.
@@ -51,7 +51,7 @@ class Request:
     expert_loads: tuple[float, ...] | None = None  # measured per-expert counts; None -> Zipf default
     extra_hwdb: tuple = ()
     calibration: Calibration | None = None  # --calibration
-    power_cap: dict | None = None  # GPU type -> board power cap, W (planner.energy: lower SM clock)
+    power_cap: dict | None = None  # GPU type -> board power cap, W (planner.levers.energy: lower SM clock)
     spec: SpecConfig | None = None  # --spec: speculative decoding, k chosen per instance type
     kv_compression: float = 1.0  # --kv-compression: P -> D KV transfer ships kv_bytes / this
 
@@ -78,7 +78,7 @@ class Result:
 
 def _fleet(req: Request, builder: InstanceBuilder) -> tuple[list, dict | None, list[str]]:
     """The fleet's GPU types as every instance sees them (planner.instance), its inventory and notes."""
-    from planner.energy import power_cap_notes
+    from planner.levers.energy import power_cap_notes
 
     notes = []
     inventory = req.inventory
@@ -134,7 +134,7 @@ def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[st
         cls = classes[s]
         # an instance at load fraction u serves class s like class s alone at u · capacity_s
         if c.role == "multiplex":
-            from planner.multiplex import multiplex_latency
+            from planner.levers.multiplex import multiplex_latency
 
             a, b = multiplex_latency(c.setup, c.sm_fraction, cls, util * c.capacity[s].rate_rps)
         else:
@@ -177,8 +177,8 @@ def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request) -> Plan:
 
 
 def _with_energy(plan: Plan, sol, cands: dict[str, Candidate], req: Request) -> Plan:
-    """The plan with its fleet power at the routed load and J per output token (planner/energy.py)."""
-    from planner.energy import instance_watts, plan_energy
+    """The plan with its fleet power at the routed load and J per output token (planner/levers/energy.py)."""
+    from planner.levers.energy import instance_watts, plan_energy
 
     classes = {c.name: c for c in req.classes}
     watts = 0.0
@@ -240,10 +240,10 @@ def _binding_text(sol, req: Request) -> str:
 
 def _watts_at_capacity(req: Request):
     """--objective energy: the MILP's cost objective (min Σ cost_i·x_i at the demand) with each instance type's
-    power at its SLO capacity (planner.energy.full_load_watts) in place of $/h. Charging every instance its
+    power at its SLO capacity (planner.levers.energy.full_load_watts) in place of $/h. Charging every instance its
     full-load power makes the objective an upper estimate of the fleet's watts; instances the MILP buys run
     close to full load, and the plans report their watts at the routed load."""
-    from planner.energy import full_load_watts
+    from planner.levers.energy import full_load_watts
 
     return lambda c: full_load_watts(c.setup, c.role, list(req.classes), c.capacity)
 
@@ -266,7 +266,7 @@ def optimize(req: Request, progress=None) -> Result:
     if req.objective == "cost" and any(c.rate_rps <= 0 for c in req.classes):
         raise PlannerInputError("--workload: rate is required for --objective cost (the demand to serve)")
     if req.spec is not None:  # a draft that cannot serve this model is bad input, not an empty search
-        from planner.spec import check_config
+        from planner.levers.spec import check_config
 
         check_config(req.spec, req.model)
     if req.kv_compression < 1:
@@ -349,7 +349,7 @@ def parse_sweep(text: str) -> list[float]:
     """'rate=1..100' (10 points) or 'rate=1..100:25' -> evenly spaced total request rates."""
     import re
 
-    from planner.bounds import MAX_RATE_RPS, bounded
+    from planner.core.bounds import MAX_RATE_RPS, bounded
 
     m = re.fullmatch(r"\s*rate\s*=\s*([0-9]*\.?[0-9]+)\s*\.\.\s*([0-9]*\.?[0-9]+)\s*(?::\s*([0-9]+))?\s*", text)
     if not m:

@@ -8,7 +8,7 @@ from typing import Any, Iterator
 
 from hwdb.safe_load import (MAX_CSV_BYTES, MAX_DOCUMENT_BYTES, UnsafeInputError, csv_records, load_document,
                              shown_value)
-from planner.errors import PlannerInputError
+from planner.core.errors import PlannerInputError
 
 __all__ = ["read_document", "read_csv", "shown_value"]
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.estimate import Setup
+from planner.capacity.estimate import Setup
 from planner.perf import comm
 from planner.perf.step import StepShape, StepTime
-from planner.queueing import batch_at_percentile, gg1_wait_percentile
-from planner.roots import largest_true
-from planner.workload import RequestClass
+from planner.capacity.queueing import batch_at_percentile, gg1_wait_percentile
+from planner.core.roots import largest_true
+from planner.core.workload import RequestClass
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ NONE = Capacity(0.0, math.inf, math.inf, 0.0, "slo_floor")
 def kv_handoff_s(setup: Setup, isl: float) -> float:
     """KV of one prompt shipped from a prefill instance to a decode instance (each prefill GPU sends its shard),
     `kv_compression`× smaller when a transfer codec compresses it (docs/levers/kv-transfer.md), over the
-    instance's P -> D link when the pools sit apart (setup.link_gbps, planner/kvtransfer.py)."""
+    instance's P -> D link when the pools sit apart (setup.link_gbps, planner/levers/kvtransfer.py)."""
     kv = setup.model.kv_bytes_per_sequence(isl, setup.kv_dtype) / setup.kv_compression
     return comm.kv_transfer_s(kv, setup.gpu, same_node=False, link_gbps=setup.link_gbps,
                               gpus_sending=setup.par.gpus)
@@ -75,7 +75,7 @@ def prefill_ttft_s(setup: Setup, cls: RequestClass, rate: float, handoff: bool =
     + the iteration that carries the prompt (prefill_batch: a prompt's first token comes when its whole batch
     ends; checked against `planner simulate`, where prefill alone after W_p came out ~25% short at p90)
     + KV hand-off. Bursty arrivals (c_a² ≠ 1): W_p scales by c_a² (Kingman, gg1_wait_percentile).
-    handoff=False: the KV stays on the GPU (an intra-GPU multiplexed instance, planner/multiplex.py)."""
+    handoff=False: the KV stays on the GPU (an intra-GPU multiplexed instance, planner/levers/multiplex.py)."""
     ca2 = cls.arrival_ca2
     own, service = prefill_batch(setup, cls.isl, rate, ca2)
     if rate * service >= 1:

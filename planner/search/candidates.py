@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from planner.errors import InfeasibleError
-from planner.estimate import Setup
+from planner.core.errors import InfeasibleError
+from planner.capacity.estimate import Setup
 from planner.instance import InstanceBuilder
-from planner.parallel import ParallelConfig, parallel_configs
-from planner.serving import Capacity, role_capacity
-from planner.workload import RequestClass
+from planner.core.parallel import ParallelConfig, parallel_configs
+from planner.capacity.serving import Capacity, role_capacity
+from planner.core.workload import RequestClass
 
 ROLES = {"agg": ("agg",), "disagg": ("prefill", "decode"), "auto": ("agg", "prefill", "decode"),
          "multiplex": ("agg", "prefill", "decode")}  # + multiplex instance types (one per SM fraction), below
@@ -24,7 +24,7 @@ class Candidate:
     role: str  # agg | prefill | decode | multiplex
     capacity: dict[str, Capacity]  # request class -> SLO capacity of one instance
     max_batch: int
-    sm_fraction: float = 0.0  # multiplex role: prefill's share of the SMs (planner/multiplex.py); else 0
+    sm_fraction: float = 0.0  # multiplex role: prefill's share of the SMs (planner/levers/multiplex.py); else 0
     spec_k: int | None = None  # with --spec: draft tokens per verify step chosen (0 = off); None without --spec
 
     @property
@@ -124,7 +124,7 @@ def enumerate_candidates(space: SearchSpace, gpus: list, classes: list[RequestCl
                 if any(cap.rate_rps > 0 for cap in caps.values()):
                     evaluated.append(Candidate(setup, role, caps, setup.memory(longest).max_batch, spec_k=spec_k))
         if space.mode == "multiplex":  # intra-GPU P/D: prefill on a share f of the SMs, decode on the rest
-            from planner.multiplex import SM_FRACTIONS, multiplex_capacity
+            from planner.levers.multiplex import SM_FRACTIONS, multiplex_capacity
 
             setup = builder.build(gpu.name, par, PREFILL_BUDGET_TOKENS, skew)
             for frac in SM_FRACTIONS:
@@ -138,8 +138,8 @@ def enumerate_candidates(space: SearchSpace, gpus: list, classes: list[RequestCl
 def no_candidate_reason(space: SearchSpace, gpus: list, classes: list[RequestClass],
                         inventory: dict[str, int] | None) -> InfeasibleError:
     """Why no instance type meets the SLOs: memory, or an SLO below the best single-request latency."""
-    from planner.estimate import require_fit
-    from planner.serving import collocated_state
+    from planner.capacity.estimate import require_fit
+    from planner.capacity.serving import collocated_state
 
     builder, most = space.builder, space.max_gpus_per_instance
     fits = []

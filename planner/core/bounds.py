@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from planner.errors import PlannerInputError
+from planner.core.errors import PlannerInputError
 
 MAX_GPUS_PER_TYPE = 100_000  # the largest announced training clusters are ~10⁵ GPUs in total
 MAX_TOKENS = 2 ** 24  # ISL / OSL: 16× the longest context any bundled or known model accepts (1M)

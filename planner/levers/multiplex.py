@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from planner.estimate import Setup
+from planner.capacity.estimate import Setup
 from planner.perf.step import StepShape
-from planner.serving import Capacity, decode_capacity, decode_tpot_s, prefill_capacity, prefill_ttft_s
-from planner.workload import RequestClass
+from planner.capacity.serving import Capacity, decode_capacity, decode_tpot_s, prefill_capacity, prefill_ttft_s
+from planner.core.workload import RequestClass
 
 SM_FRACTIONS = (0.25, 0.5, 0.75)  # prefill's share of the SMs searched
 SM_SATURATION = 0.5  # share of the SMs that saturates HBM bandwidth (assumption, see the module doc)

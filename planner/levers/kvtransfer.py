@@ -17,8 +17,8 @@
 from __future__ import annotations
 
 from hwdb.units import UnitError, parse_bandwidth_gbytes_per_s
-from planner.bounds import MAX_BANDWIDTH_GBPS, MAX_KV_COMPRESSION, bounded
-from planner.errors import PlannerInputError
+from planner.core.bounds import MAX_BANDWIDTH_GBPS, MAX_KV_COMPRESSION, bounded
+from planner.core.errors import PlannerInputError
 
 LINK_NAMES = ("prefill-decode", "p-d", "pd")
 

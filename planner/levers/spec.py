@@ -14,7 +14,7 @@ context c):
 - Draft cost: k decode steps of the draft model at batch B (the first one also runs the draft over the
   prompt tokens the iteration carries); GPU time only — the drafts run inside the engine iteration
   (CUDA graphs), whose scheduling overhead the verify step already counts.
-      draft=MODEL  a separate small model (planner.model.load_model), on the same GPUs with the same TP,
+      draft=MODEL  a separate small model (planner.core.model.load_model), on the same GPUs with the same TP,
                    its weights and its own KV cache added to every GPU's memory;
       mtp          the target's multi-token-prediction head (DeepSeek-V3/R1: one extra decoder layer that
                    shares the embedding and LM head, `num_nextn_predict_layers` = 1; DeepSeek-V3
@@ -39,12 +39,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from planner.errors import PlannerInputError
-from planner.model import ModelSpec, dtype_bytes
-from planner.parallel import ParallelConfig, validation_error
+from planner.core.errors import PlannerInputError
+from planner.core.model import ModelSpec, dtype_bytes
+from planner.core.parallel import ParallelConfig, validation_error
 
 if TYPE_CHECKING:
-    from planner.estimate import Setup
+    from planner.capacity.estimate import Setup
     from planner.perf.step import StepShape, StepTime
 
 MAX_K = 16
@@ -138,7 +138,7 @@ def resolve(config: SpecConfig | None, target: ModelSpec, par: ParallelConfig, k
         return None
     if config.method == "mtp":
         return Speculation(config, k, _mtp_model(target), par, True)
-    from planner.model import load_model
+    from planner.core.model import load_model
 
     draft = load_model(config.draft)
     if draft.vocab_size != target.vocab_size:

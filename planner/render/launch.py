@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import yaml
 
-from planner.model import ModelSpec, dtype_bytes
-from planner.plan import InstancePlan, Plan
-from planner.vocab import Engine, Role
+from planner.core.model import ModelSpec, dtype_bytes
+from planner.search.plan import InstancePlan, Plan
+from planner.core.vocab import Engine, Role
 
 NIXL = json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"}, separators=(",", ":"))
 SGLANG_BOOTSTRAP_PORT = 8998
@@ -130,7 +130,7 @@ def _trtllm(inst: InstancePlan, ckpt: str, kv_dtype: str, max_model_len: int, me
 
 
 def _spec_flags(spec, k: int, model: ModelSpec, engine: str) -> tuple[list[str], str]:
-    """Speculative decoding at depth k (planner/spec.py): (flags, note). vLLM `--speculative-config '<json>'`
+    """Speculative decoding at depth k (planner/levers/spec.py): (flags, note). vLLM `--speculative-config '<json>'`
     (facts.md §3.3; keys model / method / num_speculative_tokens); SGLang `--speculative-algorithm` STANDALONE
     (draft model) or EAGLE (DeepSeek's MTP / NextN head) with a chain of k steps, top-k 1, k + 1 draft tokens."""
     if engine == Engine.vllm:
@@ -148,7 +148,7 @@ def _spec_flags(spec, k: int, model: ModelSpec, engine: str) -> tuple[list[str],
 
 def _draft_id(draft: str) -> str:
     """A bundled model's HF id, else the name or path as given."""
-    from planner.model import load_model
+    from planner.core.model import load_model
 
     try:
         return load_model(draft).hf_id or draft

@@ -1,0 +1,1 @@
+"""The vocabulary every layer uses: model specs, parallel configs, workloads and SLOs, roles and families, input limits, errors, root finding. No I/O beyond reading a model or workload file. See docs/architecture.md."""
