@@ -1,4 +1,4 @@
-"""Specification of `planner calibrate` (planner/search/calibrate.py, DESIGN §8): it recovers known constants from points
+"""Specification of `planner calibrate` (planner/search/calibrate.py, docs/architecture.md "Formulas"): it recovers known constants from points
 generated with them, reports bad CSV rows by line number, and its YAML changes what `planner estimate` predicts.
 """
 

@@ -1,4 +1,4 @@
-"""Specification of one instance's latency / throughput estimate (planner/capacity/estimate.py, DESIGN §3-4).
+"""Specification of one instance's latency / throughput estimate (planner/capacity/estimate.py, docs/architecture.md "Formulas").
 
 Bounds every estimate must respect (the NanoFlow compute ceiling), how memory limits it (does not fit, KV-limited
 max batch, fp8 KV), and the consistency of its closed-loop and open-loop forms.

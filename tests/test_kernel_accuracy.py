@@ -1,4 +1,4 @@
-"""Accuracy of the per-op roofline against measured single-kernel latencies (DESIGN §3, §8).
+"""Accuracy of the per-op roofline against measured single-kernel latencies (docs/architecture.md "Formulas").
 
 Data: shared/data/kernel_samples.csv, 133 TensorRT-LLM kernel timings from the aiconfigurator-core 0.12.0
 performance databases (H100-SXM, H200-SXM, B200-SXM). It lives next to the repository (../shared), not in it;

@@ -1,4 +1,4 @@
-"""Every golden plan's launch lines carry what the plan assumed (DESIGN §10): each parallel degree, the weight and
+"""Every golden plan's launch lines carry what the plan assumed (docs/architecture.md "Contracts"): each parallel degree, the weight and
 KV dtypes, the memory fraction the memory model took, max batch and chunk tokens — for vLLM, SGLang and TRT-LLM.
 
 The goldens carry one engine's lines; the same plans are launched here for all three engines and both KV dtypes

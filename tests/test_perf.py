@@ -1,4 +1,4 @@
-"""Specification of the roofline performance model (planner/perf, DESIGN §3).
+"""Specification of the roofline performance model (planner/perf, docs/architecture.md "Formulas").
 
 Two kinds of tests:
 - properties (hypothesis) that any physically sensible roofline must satisfy for every bundled model, GPU and
