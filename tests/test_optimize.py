@@ -99,8 +99,8 @@ def test_cost_objective_without_a_rate_is_bad_input():
         plan(objective="cost")
 
 
-def test_multi_class_workload_routes_every_class():
-    res = optimize(build_request("examples/multiclass-chat-docs.yaml"))
+def test_multi_class_workload_routes_every_class(example_plan):
+    _, res = example_plan("multiclass-chat-docs")
     served = {}
     for i in res.plans[0].instances:
         if i.role in ("agg", "prefill"):
@@ -121,7 +121,7 @@ def test_expert_parallel_candidates_carry_the_placement_imbalance():
     assert ep8 and all(c.skew == skew[8] for c in ep8)
 
 
-def test_classes_with_very_different_prompts_never_share_a_prefill_queue():
+def test_classes_with_very_different_prompts_never_share_a_prefill_queue(example_plan):
     """Head-of-line blocking: a 16k-token prompt ahead of 512-token ones breaks the chat TTFT (simulated 75 %
     attainment when they shared), so prompt lengths more than 4× apart get separate prefill-capable instances."""
     from planner.search.optimize import prompt_groups
@@ -131,7 +131,7 @@ def test_classes_with_very_different_prompts_never_share_a_prefill_queue():
     mk = lambda n, isl: RequestClass(n, isl, 128, 1.0, slo)  # noqa: E731
     assert prompt_groups([mk("chat", 512), mk("rag", 1500), mk("docs", 16000)]) == ("chat+rag", "docs")
     assert prompt_groups([mk("a", 1000), mk("b", 3000)]) == ("a+b",)
-    res = optimize(build_request("examples/multiclass-chat-docs.yaml"))
+    _, res = example_plan("multiclass-chat-docs")
     for p in res.plans:
         for i in p.instances:
             if i.role != "decode":

@@ -233,12 +233,14 @@ def disagreement(seed: int, backend: str) -> str | None:
     return None
 
 
+@pytest.mark.xdist_group("brute_force")  # one worker: brute_force's cache is per process
 @pytest.mark.parametrize("backend", ["highs", "cbc"])
 def test_best_plan_equals_brute_force_in_the_full_tie_break_order(backend):
     wrong = {seed: why for seed in range(PROBLEMS) if (why := disagreement(seed, backend))}
     assert not wrong, f"{len(wrong)} of {PROBLEMS} disagree: {dict(list(wrong.items())[:5])}"
 
 
+@pytest.mark.xdist_group("brute_force")
 def test_the_random_problems_cover_every_case():
     """The problem set is not degenerate: both objectives, every role, every limit, ties and infeasibility."""
     problems = [random_problem(seed) for seed in range(PROBLEMS)]
