@@ -16,10 +16,13 @@ order is fixed so that stays true when either lever grows.)
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from planner.capacity.estimate import Setup
+from planner.core.errors import PlannerInputError
 from planner.core.model import ModelSpec
 from planner.core.parallel import ParallelConfig
 
@@ -38,6 +41,42 @@ class Levers:
     kv_compression: float = 1.0  # --kv-compression: P -> D KV transfer ships kv_bytes / this
     link_gbps: float | None = None  # --link prefill-decode=…: P -> D path in GB/s (None: each instance's NICs)
     hwdb_dirs: tuple[str, ...] = ()  # --hwdb: user folders with more GPU / engine YAMLs
+
+    def to_json(self) -> dict[str, Any]:
+        """The plan document's `levers` record, from which `planner simulate` rebuilds the same instances (the
+        levers left at their defaults are left out; calibration is not recorded: simulate takes --calibration)."""
+        out: dict[str, Any] = {}
+        if self.spec is not None:
+            out["spec"] = self.spec.label()
+        if self.kv_compression != 1.0:
+            out["kv_compression"] = self.kv_compression
+        if self.link_gbps:
+            out["link_gbps"] = self.link_gbps
+        if self.power_cap_w:
+            out["power_cap_w"] = dict(sorted(self.power_cap_w.items()))
+        if self.hwdb_dirs:
+            out["hwdb"] = list(self.hwdb_dirs)
+        return out
+
+    @classmethod
+    def from_json(cls, read: Callable[[str, Any, type], Any], calibration: Calibration | None = None) -> Levers:
+        """The levers of a `levers` record (to_json's inverse); `read(key, default, kind)` returns the record's
+        checked field (the plan reader's, so every error names `levers.<key>`)."""
+        dirs = read("hwdb", [], list)
+        if not all(isinstance(d, str) for d in dirs):
+            raise PlannerInputError("plan: field 'levers.hwdb' must be a list of folders")
+        caps = read("power_cap_w", {}, dict)
+        if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < math.inf for w in caps.values()):
+            raise PlannerInputError("plan: field 'levers.power_cap_w' must map GPU names to watts")
+        kv_compression = read("kv_compression", 1.0, float)
+        if kv_compression < 1:
+            raise PlannerInputError(f"plan: field 'levers.kv_compression' must be at least 1, got {kv_compression:g}")
+        spec = None
+        if text := read("spec", "", str):
+            from planner.levers.spec import parse_spec
+
+            spec = parse_spec(text)
+        return cls(calibration, caps or None, spec, kv_compression, read("link_gbps", None, float), tuple(dirs))
 
 
 @dataclass

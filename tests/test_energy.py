@@ -11,6 +11,7 @@ from planner.levers.energy import apply_power_cap, clock_fraction, gpu_watts, pa
 from planner.core.errors import PlannerInputError
 from planner.capacity.estimate import Setup
 from planner.core.model import load_model
+from planner.instance import Levers
 from planner.search.optimize import Request, optimize
 from planner.core.parallel import ParallelConfig
 from planner.perf.step import StepShape
@@ -108,7 +109,7 @@ def test_power_cap_lowers_goodput_and_power_of_a_fixed_fleet():
     base = optimize(Request(load_model("llama-3.1-70b"), (RequestClass("default", 2048, 256, 0.0, SLO),),
                             inventory={"h100_sxm": 8}, dtype="fp8", top_k=1))
     capped = optimize(Request(load_model("llama-3.1-70b"), (RequestClass("default", 2048, 256, 0.0, SLO),),
-                              inventory={"h100_sxm": 8}, dtype="fp8", top_k=1, power_cap={"h100": 450}))
+                              inventory={"h100_sxm": 8}, dtype="fp8", top_k=1, levers=Levers(power_cap_w={"h100": 450})))
     assert capped.plans[0].goodput_rps < base.plans[0].goodput_rps
     assert capped.plans[0].energy["watts"] < base.plans[0].energy["watts"]
     assert capped.plans[0].energy["watts"] <= 8 * 450 + 1e-6

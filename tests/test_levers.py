@@ -15,6 +15,7 @@ from planner.search.calibrate import Calibration
 from planner.search.candidates import Candidate
 from planner.levers.energy import instance_watts
 from planner.core.model import load_model
+from planner.instance import Levers
 from planner.search.optimize import Request, _instance, instance_builder
 from planner.core.parallel import ParallelConfig
 from planner.search.plan import Plan
@@ -27,13 +28,13 @@ CLS = RequestClass("chat", 2048, 256, 1.0, Slo(2000.0, 50.0, 90.0))
 PAR = ParallelConfig(4, 1, 1, 1)
 BASE = Request(load_model("llama-3.1-70b"), (CLS,), inventory={"h100_sxm": 8})
 LEVERS = {  # lever -> (the request with it set, the outputs it must move)
-    "calibration": (replace(BASE, calibration=Calibration({"h100_sxm": {"memory": 0.5, "gemm": {"bf16": 0.4}}})),
+    "calibration": (replace(BASE, levers=Levers(calibration=Calibration({"h100_sxm": {"memory": 0.5, "gemm": {"bf16": 0.4}}}))),
                     {"ttft", "tpot", "watts", "breakdown"}),
     # a cap lowers the SM clock: prefill slows, the memory-bound decode at this batch does not (planner/levers/energy.py)
-    "power_cap": (replace(BASE, power_cap={"h100": 400.0}), {"ttft", "watts", "breakdown"}),
-    "spec": (replace(BASE, spec=parse_spec("draft=llama-3.1-8b,k=2,accept=0.8")), {"tpot", "watts", "breakdown"}),
-    "kv_compression": (replace(BASE, kv_compression=8.0), {"ttft"}),
-    "link": (replace(BASE, link_gbps=1.0), {"ttft"}),
+    "power_cap": (replace(BASE, levers=Levers(power_cap_w={"h100": 400.0})), {"ttft", "watts", "breakdown"}),
+    "spec": (replace(BASE, levers=Levers(spec=parse_spec("draft=llama-3.1-8b,k=2,accept=0.8"))), {"tpot", "watts", "breakdown"}),
+    "kv_compression": (replace(BASE, levers=Levers(kv_compression=8.0)), {"ttft"}),
+    "link": (replace(BASE, levers=Levers(link_gbps=1.0)), {"ttft"}),
     "kv_dtype": (replace(BASE, kv_dtype="fp8"), {"ttft", "tpot", "watts", "breakdown"}),
 }
 
@@ -44,10 +45,10 @@ def outputs(req: Request) -> dict:
     builder, classes = instance_builder(req), {CLS.name: CLS}
     insts, watts = [], 0.0
     for role in ("prefill", "decode"):
-        setup = builder.build("h100_sxm", PAR, 16384, 1.0, spec_k=2 if req.spec and role == "decode" else 0)
+        setup = builder.build("h100_sxm", PAR, 16384, 1.0, spec_k=2 if req.levers.spec and role == "decode" else 0)
         cap = {CLS.name: role_capacity(setup, role, CLS)}
         cand = Candidate(setup, role, cap, setup.memory(CLS.isl + CLS.osl).max_batch,
-                         spec_k=(2 if role == "decode" else None) if req.spec else None)
+                         spec_k=(2 if role == "decode" else None) if req.levers.spec else None)
         insts.append(_instance(cand, 1, {CLS.name: CLS.rate_rps}, classes))
         watts += instance_watts(setup, role, {CLS.name: CLS.rate_rps}, classes,
                                 {CLS.name: cap[CLS.name].rate_rps})
@@ -71,7 +72,7 @@ def test_a_lever_moves_what_it_changes_in_latency_energy_and_breakdown_and_nothi
 def test_the_builder_applies_calibration_before_the_power_cap():
     """Both orders give one GPU today (disjoint fields); the builder's is calibrated efficiencies on the capped
     clock: efficiencies from the calibration, peak FLOP/s and TDP from the cap."""
-    req = replace(BASE, calibration=LEVERS["calibration"][0].calibration, power_cap={"h100_sxm": 400.0})
+    req = replace(BASE, levers=Levers(calibration=LEVERS["calibration"][0].levers.calibration, power_cap_w={"h100_sxm": 400.0}))
     gpu = instance_builder(req).gpu("h100_sxm")
     plain = instance_builder(BASE).gpu("h100_sxm")
     assert gpu.efficiency.memory == 0.5 and gpu.tdp_w == 400.0
@@ -79,7 +80,7 @@ def test_the_builder_applies_calibration_before_the_power_cap():
 
 
 def test_every_instance_of_a_request_carries_its_levers():
-    req = replace(LEVERS["link"][0], kv_compression=4.0, kv_dtype="fp8")
+    req = replace(LEVERS["link"][0], levers=Levers(kv_compression=4.0, link_gbps=1.0), kv_dtype="fp8")
     s = instance_builder(req).build("h100", PAR, 2048, 1.2)
     assert (s.gpu.name, s.link_gbps, s.kv_compression, s.kv_dtype, s.chunk, s.skew, s.spec) == \
         ("h100_sxm", 1.0, 4.0, "fp8", 2048, 1.2, None)
@@ -89,13 +90,11 @@ def test_every_instance_of_a_request_carries_its_levers():
 def test_simulate_rebuilds_the_same_instance_from_the_plan_document(lever):
     """`planner simulate` reads the levers the plan JSON records (report._levers) and builds each instance with
     the same builder: the instance it simulates is the instance the plan's latencies and energy came from."""
-    from planner.render.report import _levers
-    from planner.simulate.plan_io import _instance_setup, _levers as read_levers
+    from planner.simulate.plan_io import _document, _instance_setup
 
     req, _ = LEVERS[lever]
-    document = {"levers": _levers(req)}
-    levers = read_levers(document, req.engine, req.dtype, req.kv_dtype)
-    spec_k = 2 if req.spec else 0
-    simulated = _instance_setup(req.model, "h100_sxm", PAR, 16384, 1.0, spec_k, levers, req.calibration, "i")
+    doc = _document({"levers": req.levers.to_json()}, req.engine, req.dtype, req.kv_dtype, req.levers.calibration)
+    spec_k = 2 if req.levers.spec else 0
+    simulated = _instance_setup(req.model, "h100_sxm", PAR, 16384, 1.0, spec_k, doc, "i")
     assert simulated == instance_builder(req).build("h100_sxm", PAR, 16384, 1.0, spec_k=spec_k)
     assert simulated != instance_builder(BASE).build("h100_sxm", PAR, 16384, 1.0)  # the lever reached it

@@ -49,7 +49,7 @@ def pd_chips():
 
 def test_scenario_hwdb_key_resolves_relative_to_the_scenario(pd_chips):
     req, _ = pd_chips
-    assert GPUS in [Path(d) for d in req.extra_hwdb]
+    assert GPUS in [Path(d) for d in req.levers.hwdb_dirs]
 
 
 def test_optimize_puts_the_prefill_chip_on_prefill_and_the_decode_chip_on_decode(pd_chips):
@@ -113,6 +113,6 @@ def test_deepseek_uses_expert_parallelism_beyond_one_board_on_the_supernode(tmp_
     narrow = yaml.safe_load((GPUS / "supernode_npu.yaml").read_text())
     narrow["scaleup_domain_gpus"] = 8
     (tmp_path / "supernode_npu.yaml").write_text(yaml.safe_dump(narrow))
-    boards = optimize(replace(req, extra_hwdb=(tmp_path,)))
+    boards = optimize(replace(req, levers=replace(req.levers, hwdb_dirs=(str(tmp_path),))))
     assert _max_ep(boards) <= 8
     assert boards.plans[0].goodput_rps < wide.plans[0].goodput_rps

@@ -28,23 +28,7 @@ def launch_for(plan: Plan, req: Request) -> list[LaunchCommand]:
     return launch_commands(plan, req.model, req.engine, req.dtype, req.kv_dtype, max_len,
                            {g: builder.gpu(g).scaleup_domain_gpus for g in plan.gpus},
                            {g: builder.engine_for(g).gpu_memory_utilization for g in plan.gpus},
-                           spec=req.spec)
-
-
-def _levers(req: Request) -> dict:
-    """The request's non-default levers, recorded so `planner simulate` rebuilds the same instances."""
-    out: dict[str, object] = {}
-    if req.spec is not None:
-        out["spec"] = req.spec.label()
-    if req.kv_compression != 1.0:
-        out["kv_compression"] = req.kv_compression
-    if req.link_gbps:
-        out["link_gbps"] = req.link_gbps
-    if req.power_cap:
-        out["power_cap_w"] = dict(sorted(req.power_cap.items()))
-    if req.extra_hwdb:
-        out["hwdb"] = [str(d) for d in req.extra_hwdb]
-    return out
+                           spec=req.levers.spec)
 
 
 def result_json(result: Result, req: Request, launch: bool = False) -> dict:
@@ -64,7 +48,7 @@ def result_json(result: Result, req: Request, launch: bool = False) -> dict:
                       "slo": {"ttft_ms": c.slo.ttft_ms, "tpot_ms": c.slo.tpot_ms, "percentile": c.slo.percentile},
                       **({"arrival": c.arrival.to_json()} if c.arrival is not None else {})}
                      for c in req.classes],
-        **({"levers": levers} if (levers := _levers(req)) else {}),
+        **({"levers": levers} if (levers := req.levers.to_json()) else {}),
         "plans": [plan_json(p) for p in result.plans],
         "family_bests": [plan_json(p) for p in result.family_bests],
         "solver": dict(result.solver),

@@ -21,10 +21,6 @@ from planner.capacity.serving import latency_at
 from planner.core.vocab import Role
 from planner.core.workload import RequestClass
 
-if TYPE_CHECKING:
-    from planner.search.calibrate import Calibration
-    from planner.levers.spec import SpecConfig
-
 # Fleets assumed when the user names none (said in the output): one 8-GPU H100 node to maximise goodput on;
 # for a cost search, an unlimited choice of the common cloud GPUs.
 DEFAULT_GOODPUT_FLEET = {"h100_sxm": 8}
@@ -47,18 +43,8 @@ class Request:
     backend: str = "highs"
     time_limit_s: float = 300.0  # --time-limit: the solvers' wall-clock safety stop (see SAFETY_NOTE)
     max_gpus_per_instance: int = 64
-    link_gbps: float | None = None  # --link prefill-decode=…: one P <-> D link of this many GB/s (pools apart)
     expert_loads: tuple[float, ...] | None = None  # measured per-expert counts; None -> Zipf default
-    extra_hwdb: tuple = ()
-    calibration: Calibration | None = None  # --calibration
-    power_cap: dict | None = None  # GPU type -> board power cap, W (planner.levers.energy: lower SM clock)
-    spec: SpecConfig | None = None  # --spec: speculative decoding, k chosen per instance type
-    kv_compression: float = 1.0  # --kv-compression: P -> D KV transfer ships kv_bytes / this
-
-    @property
-    def levers(self) -> Levers:
-        return Levers(self.calibration, self.power_cap, self.spec, self.kv_compression, self.link_gbps,
-                      tuple(str(d) for d in self.extra_hwdb))
+    levers: Levers = Levers()  # calibration, power caps, speculation, KV compression, P -> D link, --hwdb folders
 
 
 def instance_builder(req: Request) -> InstanceBuilder:
@@ -94,7 +80,7 @@ def _fleet(req: Request, builder: InstanceBuilder) -> tuple[list, dict | None, l
     gpus = [builder.gpu(n) for n in names]
     if inventory is not None:  # canonical names (aliases resolved)
         inventory = {g.name: inventory[n] for g, n in zip(gpus, names)}
-    return gpus, inventory, notes + power_cap_notes([g.name for g in gpus], req.power_cap, req.extra_hwdb)
+    return gpus, inventory, notes + power_cap_notes([g.name for g in gpus], req.levers.power_cap_w, req.levers.hwdb_dirs)
 
 
 # Default routing skew when no expert statistics are given: Zipf exponent 0.5 over the experts (an assumption,
@@ -227,7 +213,7 @@ def _binding_text(sol, req: Request) -> str:
         elif family == "budget":
             parts.append(f"budget ${req.budget_usd_per_h:g}/h")
         elif family == "kv_link":
-            parts.append(f"prefill -> decode link {req.link_gbps:g} GB/s")
+            parts.append(f"prefill -> decode link {req.levers.link_gbps:g} GB/s")
         elif family == "max_alpha":
             parts.append("demand fully served")
         elif family:
@@ -265,12 +251,12 @@ def optimize(req: Request, progress=None) -> Result:
         raise PlannerInputError(f"--mode: expected auto, agg, disagg or multiplex, got '{req.mode}'")
     if req.objective == "cost" and any(c.rate_rps <= 0 for c in req.classes):
         raise PlannerInputError("--workload: rate is required for --objective cost (the demand to serve)")
-    if req.spec is not None:  # a draft that cannot serve this model is bad input, not an empty search
+    if req.levers.spec is not None:  # a draft that cannot serve this model is bad input, not an empty search
         from planner.levers.spec import check_config
 
-        check_config(req.spec, req.model)
-    if req.kv_compression < 1:
-        raise PlannerInputError(f"--kv-compression: expected a ratio ≥ 1, got {req.kv_compression:g}")
+        check_config(req.levers.spec, req.model)
+    if req.levers.kv_compression < 1:
+        raise PlannerInputError(f"--kv-compression: expected a ratio ≥ 1, got {req.levers.kv_compression:g}")
     if not (isinstance(req.time_limit_s, (int, float)) and math.isfinite(req.time_limit_s) and req.time_limit_s > 0):
         raise PlannerInputError(f"--time-limit: expected a finite number of seconds > 0, got {req.time_limit_s}")
     builder = instance_builder(req)
@@ -308,12 +294,12 @@ def optimize(req: Request, progress=None) -> Result:
     types = tuple(t for t in types if t.capacity_rps)
     demand_given = all(c.rate_rps > 0 for c in req.classes)
     classes = tuple(SolverClass(c.name, c.rate_rps if demand_given else 1.0,
-                                req.model.kv_bytes_per_sequence(c.isl, req.kv_dtype) / req.kv_compression)
+                                req.model.kv_bytes_per_sequence(c.isl, req.kv_dtype) / req.levers.kv_compression)
                     for c in req.classes)
     problem = MixProblem(types, classes, inventory=inventory, budget_usd_per_h=req.budget_usd_per_h,
                          objective="cost" if req.objective == "energy" else req.objective,
                          max_alpha=1.0 if demand_given and req.objective == "goodput"
-                         else None, kv_link_bytes_per_s=req.link_gbps * 1e9 if req.link_gbps else None)
+                         else None, kv_link_bytes_per_s=req.levers.link_gbps * 1e9 if req.levers.link_gbps else None)
     families = FAMILIES if req.mode == "auto" else (FAMILIES + ("multiplex",) if req.mode == "multiplex"
                                                      else ("single_gpu_type",))
     if progress:

@@ -11,6 +11,7 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from planner.instance import Levers
 from planner.core.bounds import MAX_BUDGET_USD_PER_H, MAX_GPUS_PER_TYPE, bounded, check_context
 from planner.core.errors import PlannerInputError
 from planner.core.inputs import shown_value
@@ -82,7 +83,12 @@ def build_request(model_arg: str, *, slo: str | None = None, workload: str | Non
                   expert_stats: Path | None = None, **extra) -> Request:
     """Merge a scenario/model file (or bundled model name) with flags into an optimize Request; the lever flags
     (--power-cap, --spec, --kv-compression, --link, --calibration, --expert-stats) are parsed here too."""
-    extra.update(_levers(power_cap, spec, kv_compression, link, calibration, expert_stats))
+    lever_fields = _levers(power_cap, spec, kv_compression, link, calibration)
+    hwdb_dirs = tuple(str(d) for d in extra.pop("extra_hwdb", ()))  # --hwdb folders
+    if expert_stats:
+        from solvers import load_expert_counts_csv
+
+        extra["expert_loads"] = tuple(load_expert_counts_csv(expert_stats))
     scen: dict = {}
     origin = model_arg
     path = Path(model_arg)
@@ -95,7 +101,7 @@ def build_request(model_arg: str, *, slo: str | None = None, workload: str | Non
         dirs = scen["hwdb"] if isinstance(scen["hwdb"], list) else [scen["hwdb"]]
         if not all(isinstance(d, str) and d for d in dirs):
             raise PlannerInputError(f"{origin}: field 'hwdb' must be a folder or a list of folders")
-        extra["extra_hwdb"] = tuple(path.parent / d for d in dirs) + tuple(extra.get("extra_hwdb", ()))
+        hwdb_dirs = tuple(str(path.parent / d) for d in dirs) + hwdb_dirs
     if scen:
         m = scen["model"]
         model = load_model(m, inside_scenario=True) if isinstance(m, str) else model_from_dict(m, f"{origin}: model")
@@ -143,17 +149,17 @@ def build_request(model_arg: str, *, slo: str | None = None, workload: str | Non
                    mode=pick(Mode, mode, "mode", Mode.auto),
                    engine=engine if engine is not None else scen.get("engine", Engine.vllm),
                    top_k=top if top is not None else scen.get("top", 5), dtype=dtypes["dtype"],
-                   kv_dtype=dtypes["kv_dtype"], **extra)
+                   kv_dtype=dtypes["kv_dtype"], levers=Levers(**lever_fields, hwdb_dirs=hwdb_dirs), **extra)
 
 
 def _levers(power_cap: str | None, spec: str | None, kv_compression: float | None, link: str | None,
-            calibration: Path | None, expert_stats: Path | None) -> dict:
-    """Request fields of the lever flags that were given (parsed and checked; each error names its flag)."""
+            calibration: Path | None) -> dict:
+    """`Levers` fields of the lever flags that were given (parsed and checked; each error names its flag)."""
     out: dict = {}
     if power_cap is not None:
         from planner.levers.energy import parse_power_cap
 
-        out["power_cap"] = parse_power_cap(power_cap)
+        out["power_cap_w"] = parse_power_cap(power_cap)
     if spec is not None:
         from planner.levers.spec import parse_spec
 
@@ -170,8 +176,4 @@ def _levers(power_cap: str | None, spec: str | None, kv_compression: float | Non
         from planner.search.calibrate import load_calibration
 
         out["calibration"] = load_calibration(calibration)
-    if expert_stats:
-        from solvers import load_expert_counts_csv
-
-        out["expert_loads"] = tuple(load_expert_counts_csv(expert_stats))
     return out

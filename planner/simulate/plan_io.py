@@ -22,11 +22,11 @@ from planner.capacity.estimate import Setup, require_fit
 from planner.core.inputs import read_document, shown_value
 from planner.core.model import ModelSpec, dtype_bytes, load_model
 from planner.core.parallel import ParallelConfig, check_parallel
+from planner.instance import InstanceBuilder, Levers
 
 if TYPE_CHECKING:
     from hwdb import EngineProfile
     from planner.search.calibrate import Calibration
-    from planner.levers.spec import SpecConfig
 
 ROLES = ("agg", "prefill", "decode")  # engine roles; a plan's "multiplex" instance becomes a prefill + decode pair
 
@@ -142,40 +142,23 @@ class InstanceGroup:
 
 
 @dataclass(frozen=True)
-class _Levers:
+class _Document:
     """What the document fixes for every instance: engine, dtypes and the levers it records."""
     engine: EngineProfile
     dtype: str
     kv_dtype: str
-    hwdb_dirs: tuple[str, ...]
-    power_cap_w: dict[str, float]  # GPU name or alias -> W
-    kv_compression: float
-    link_gbps: float | None  # P -> D link, GB/s
-    spec: SpecConfig | None
+    levers: Levers
 
 
-def _levers(plan_json: dict[str, Any], engine_name: str, dtype: str, kv_dtype: str) -> _Levers:
+def _document(plan_json: dict[str, Any], engine_name: str, dtype: str, kv_dtype: str,
+              calibration: Calibration | None) -> _Document:
     try:
         engine = hwdb.load_engine(engine_name)
     except ValueError as e:
         raise PlannerInputError(f"plan: field 'engine': {e}") from None
-    levers = _optional(plan_json, "levers", "document", {}, dict)
-    extra_dirs = _optional(levers, "hwdb", "levers", [], list)
-    if not all(isinstance(d, str) for d in extra_dirs):
-        raise PlannerInputError("plan: field 'levers.hwdb' must be a list of folders")
-    caps = _optional(levers, "power_cap_w", "levers", {}, dict)
-    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) and 0 < w < math.inf for w in caps.values()):
-        raise PlannerInputError("plan: field 'levers.power_cap_w' must map GPU names to watts")
-    kv_compression = _optional(levers, "kv_compression", "levers", 1.0)
-    if kv_compression < 1:
-        raise PlannerInputError(f"plan: field 'levers.kv_compression' must be at least 1, got {kv_compression:g}")
-    link = _optional(levers, "link_gbps", "levers", None)
-    spec = None
-    if levers.get("spec"):
-        from planner.levers.spec import parse_spec
-
-        spec = parse_spec(_field(levers, "spec", "levers", str))
-    return _Levers(engine, dtype, kv_dtype, tuple(extra_dirs), caps, kv_compression, link, spec)
+    record = _optional(plan_json, "levers", "document", {}, dict)
+    levers = Levers.from_json(lambda key, default, kind: _optional(record, key, "levers", default, kind), calibration)
+    return _Document(engine, dtype, kv_dtype, levers)
 
 
 def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
@@ -193,7 +176,7 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
     insts = _field(plan, "instances", f"plans[rank={plan.get('rank')}]")
     if not isinstance(insts, list) or not insts:
         raise PlannerInputError("plan: the chosen plan has no instances")
-    levers = _levers(plan_json, engine_name, dtype, kv_dtype)
+    doc = _document(plan_json, engine_name, dtype, kv_dtype, calibration)
     groups = []
     for i, inst in enumerate(insts):
         where = f"instances[{i}]"
@@ -208,7 +191,7 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
             raise PlannerInputError(f"plan: field '{where}.skew' must be at least 1, got {skew:g}")
         chunk_tokens = _field(inst, "chunk_tokens", where, int)
         spec_k = _optional(inst, "spec_k", where, 0, int)
-        setup = _instance_setup(model, gpu_name, par, chunk_tokens, skew, spec_k, levers, calibration, where)
+        setup = _instance_setup(model, gpu_name, par, chunk_tokens, skew, spec_k, doc, where)
         try:
             check_parallel(model, par, setup.gpu.scaleup_domain_gpus)
         except PlannerInputError as e:
@@ -232,23 +215,19 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
 # ---- the instance builder seam: one instance's Setup ---------------------------------------------------------
 
 def _instance_setup(model: ModelSpec, gpu_name: str, par: ParallelConfig, chunk_tokens: int, skew: float,
-                    spec_k: int, levers: _Levers, calibration: Calibration | None, where: str) -> Setup:
+                    spec_k: int, doc: _Document, where: str) -> Setup:
     """THE place simulate configures an instance: planner.instance's builder with the levers the document
     records (docs/architecture.md "Levers"); errors name the plan's field at `where`."""
-    from planner.instance import InstanceBuilder, Levers
-
     try:
-        hwdb.load_gpu(gpu_name, extra_dirs=levers.hwdb_dirs)
+        hwdb.load_gpu(gpu_name, extra_dirs=doc.levers.hwdb_dirs)
     except ValueError as e:
         raise PlannerInputError(f"plan: field '{where}.gpu': {e}") from None
-    builder = InstanceBuilder(model, levers.engine.name, levers.dtype, levers.kv_dtype,
-                              Levers(calibration, levers.power_cap_w or None, levers.spec, levers.kv_compression,
-                                     levers.link_gbps, levers.hwdb_dirs))
+    builder = InstanceBuilder(model, doc.engine.name, doc.dtype, doc.kv_dtype, doc.levers)
     try:
         builder.gpu(gpu_name)  # hwdb part -> calibration -> power cap
     except ValueError as e:
         raise PlannerInputError(f"plan: field 'levers.power_cap_w': {e}") from None
-    return builder.build(gpu_name, par, chunk_tokens, skew, spec_k if levers.spec is not None else 0)
+    return builder.build(gpu_name, par, chunk_tokens, skew, spec_k if doc.levers.spec is not None else 0)
 
 
 def _load_rps(inst: dict[str, Any], where: str) -> dict[str, float]:
