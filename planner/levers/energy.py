@@ -45,6 +45,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
+from planner.core.vocab import Role
 from planner.core.bounds import MAX_POWER_W, bounded
 from planner.core.errors import PlannerInputError
 from planner.capacity.estimate import Setup
@@ -171,9 +172,9 @@ def _agg_activity(setup: Setup, cls: RequestClass, rate: float, batch: float | N
 def activity(setup: Setup, role: str, cls: RequestClass, rate: float, batch: float | None = None) -> float:
     """Fraction of the time one GPU of an instance of `role` draws active power at per-instance `rate` (req/s)
     of one request class. `batch`, when known (a Capacity's mean batch at that rate), skips the fixed point."""
-    if role == "prefill":
+    if role == Role.prefill:
         return _prefill_activity(setup, cls, rate)
-    if role == "decode":
+    if role == Role.decode:
         return _decode_activity(setup, cls, rate, batch)
     return _agg_activity(setup, cls, rate, batch)
 
@@ -195,7 +196,7 @@ def full_load_watts(setup: Setup, role: str, classes: list[RequestClass], capaci
     """Power of one instance serving at its SLO capacity (the most demanding class): what `--objective energy`
     charges per instance in the MILP (an upper estimate of its power at any lower load)."""
     acts = [activity(setup, role, c, capacity[c.name].rate_rps,
-                     capacity[c.name].batch if role != "prefill" else None)
+                     capacity[c.name].batch if role != Role.prefill else None)
             for c in classes if capacity[c.name].rate_rps > 0]
     return setup.par.gpus * gpu_watts(setup.gpu, max(acts, default=0.0))
 

@@ -10,10 +10,12 @@ from planner.capacity.estimate import Setup
 from planner.instance import InstanceBuilder
 from planner.core.parallel import ParallelConfig, parallel_configs
 from planner.capacity.serving import Capacity, role_capacity
+from planner.core.vocab import Mode, Role
 from planner.core.workload import RequestClass
 
-ROLES = {"agg": ("agg",), "disagg": ("prefill", "decode"), "auto": ("agg", "prefill", "decode"),
-         "multiplex": ("agg", "prefill", "decode")}  # + multiplex instance types (one per SM fraction), below
+ROLES = {Mode.agg: (Role.agg,), Mode.disagg: (Role.prefill, Role.decode),
+         Mode.auto: (Role.agg, Role.prefill, Role.decode),
+         Mode.multiplex: (Role.agg, Role.prefill, Role.decode)}  # + multiplex instance types (one per SM fraction), below
 CHUNK_CHOICES = (2048, 4096, 8192, 16384)  # chunked-prefill token budgets searched for collocated instances
 PREFILL_BUDGET_TOKENS = 16384  # batch budget of a dedicated prefill instance
 
@@ -21,7 +23,7 @@ PREFILL_BUDGET_TOKENS = 16384  # batch budget of a dedicated prefill instance
 @dataclass(frozen=True)
 class Candidate:
     setup: Setup = field(repr=False)  # the configured instance (planner/instance.py)
-    role: str  # agg | prefill | decode | multiplex
+    role: Role
     capacity: dict[str, Capacity]  # request class -> SLO capacity of one instance
     max_batch: int
     sm_fraction: float = 0.0  # multiplex role: prefill's share of the SMs (planner/levers/multiplex.py); else 0
@@ -49,8 +51,8 @@ class Candidate:
 
     @property
     def name(self) -> str:
-        return f"{self.gpu}/{self.role}/{self.par.label()}" + (f"/c{self.chunk_tokens}" if self.role == "agg" else "") \
-            + (f"/f{self.sm_fraction:g}" if self.role == "multiplex" else "")
+        return f"{self.gpu}/{self.role}/{self.par.label()}" + (f"/c{self.chunk_tokens}" if self.role == Role.agg else "") \
+            + (f"/f{self.sm_fraction:g}" if self.role == Role.multiplex else "")
 
     @property
     def gpus(self) -> int:
@@ -60,13 +62,13 @@ class Candidate:
 @dataclass(frozen=True)
 class SearchSpace:
     builder: InstanceBuilder  # model, engine, dtypes and levers of every instance
-    mode: str = "auto"
+    mode: Mode = Mode.auto
     max_gpus_per_instance: int = 64
     allow_cross_node_tp: bool = False
     expert_skew: dict[int, float] | None = None  # gpu-independent: ep -> placement imbalance (solvers.experts)
 
 
-def best_spec_depth(space: SearchSpace, gpu: str, par: ParallelConfig, chunk: int, skew: float, role: str,
+def best_spec_depth(space: SearchSpace, gpu: str, par: ParallelConfig, chunk: int, skew: float, role: Role,
                     classes: list[RequestClass]) -> tuple[dict[str, Capacity], int, Setup]:
     """Speculation depth k ∈ {0, …, k_max} (0 = off) giving this instance type the most capacity — summed over
     the classes, each relative to its best k — the smallest k on ties: (capacities, k, instance with it)."""
@@ -114,23 +116,23 @@ def enumerate_candidates(space: SearchSpace, gpus: list, classes: list[RequestCl
         if not builder.build(gpu.name, par, 0, skew).memory(longest).fits:
             continue
         for role in ROLES[space.mode]:
-            for chunk in CHUNK_CHOICES if role == "agg" else (PREFILL_BUDGET_TOKENS,):
+            for chunk in CHUNK_CHOICES if role == Role.agg else (PREFILL_BUDGET_TOKENS,):
                 spec_k = None
-                if builder.levers.spec is not None and role in ("agg", "decode"):
+                if builder.levers.spec is not None and role in (Role.agg, Role.decode):
                     caps, spec_k, setup = best_spec_depth(space, gpu.name, par, chunk, skew, role, classes)
                 else:
                     setup = builder.build(gpu.name, par, chunk, skew)
                     caps = {c.name: role_capacity(setup, role, c) for c in classes}
                 if any(cap.rate_rps > 0 for cap in caps.values()):
                     evaluated.append(Candidate(setup, role, caps, setup.memory(longest).max_batch, spec_k=spec_k))
-        if space.mode == "multiplex":  # intra-GPU P/D: prefill on a share f of the SMs, decode on the rest
+        if space.mode == Mode.multiplex:  # intra-GPU P/D: prefill on a share f of the SMs, decode on the rest
             from planner.levers.multiplex import SM_FRACTIONS, multiplex_capacity
 
             setup = builder.build(gpu.name, par, PREFILL_BUDGET_TOKENS, skew)
             for frac in SM_FRACTIONS:
                 caps = {c.name: multiplex_capacity(setup, frac, c) for c in classes}
                 if any(cap.rate_rps > 0 for cap in caps.values()):
-                    evaluated.append(Candidate(setup, "multiplex", caps, setup.memory(longest).max_batch,
+                    evaluated.append(Candidate(setup, Role.multiplex, caps, setup.memory(longest).max_batch,
                                                sm_fraction=frac))
     return evaluated, prune(evaluated)
 

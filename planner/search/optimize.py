@@ -18,14 +18,14 @@ from planner.core.model import ModelSpec
 from planner.core.parallel import parallel_configs
 from planner.search.plan import InstancePlan, Plan
 from planner.capacity.serving import latency_at
-from planner.core.vocab import Role
+from planner.core.vocab import Family, Mode, Objective, Role
 from planner.core.workload import RequestClass
 
 # Fleets assumed when the user names none (said in the output): one 8-GPU H100 node to maximise goodput on;
 # for a cost search, an unlimited choice of the common cloud GPUs.
 DEFAULT_GOODPUT_FLEET = {"h100_sxm": 8}
 DEFAULT_COST_GPUS = ("a100_80g", "h100_sxm", "h200_sxm", "b200_sxm", "l40s", "l4")
-FAMILIES = ("agg", "disagg", "single_gpu_type")
+FAMILIES = (Family.agg, Family.disagg, Family.single_gpu_type)
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,8 @@ class Request:
     classes: tuple[RequestClass, ...]
     inventory: dict | None = None  # GPU type -> GPUs available; None -> default fleet
     budget_usd_per_h: float | None = None
-    objective: str = "goodput"  # goodput | cost | energy
-    mode: str = "auto"  # auto | agg | disagg | multiplex (auto's instance types + intra-GPU P/D ones)
+    objective: Objective = Objective.goodput
+    mode: Mode = Mode.auto  # multiplex: auto's instance types + intra-GPU P/D ones
     engine: str = "vllm"
     dtype: str = "bf16"
     kv_dtype: str = "bf16"
@@ -69,7 +69,7 @@ def _fleet(req: Request, builder: InstanceBuilder) -> tuple[list, dict | None, l
     notes = []
     inventory = req.inventory
     if inventory is None:
-        if req.objective in ("cost", "energy"):
+        if req.objective in (Objective.cost, Objective.energy):
             names = list(DEFAULT_COST_GPUS)
             notes.append(f"no --gpus given: choosing freely among {', '.join(names)} (unlimited)")
         else:
@@ -119,7 +119,7 @@ def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[st
             continue
         cls = classes[s]
         # an instance at load fraction u serves class s like class s alone at u · capacity_s
-        if c.role == "multiplex":
+        if c.role == Role.multiplex:
             from planner.levers.multiplex import multiplex_latency
 
             a, b = multiplex_latency(c.setup, c.sm_fraction, cls, util * c.capacity[s].rate_rps)
@@ -133,7 +133,7 @@ def _instance(c: Candidate, count: int, load: dict[str, float], classes: dict[st
 
 
 def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request) -> Plan:
-    if req.objective == "energy":  # the MILP's "cost" was watts: the plan's $/h from its instances
+    if req.objective == Objective.energy:  # the MILP's "cost" was watts: the plan's $/h from its instances
         sol = replace(sol, cost_usd_per_h=sum(n * cands[k].cost_usd_per_h for k, n in sol.counts.items()))
     classes = {c.name: c for c in req.classes}
     instances = []
@@ -141,16 +141,16 @@ def _plan(sol, rank: int, cands: dict[str, Candidate], req: Request) -> Plan:
         c = cands[name]
         load = {s: sol.routing.get((name, s), 0.0) for s in classes}
         instances.append(_instance(c, count, load, classes))
-    instances.sort(key=lambda i: ({"agg": 0, "prefill": 1, "decode": 2, "multiplex": 3}[i.role], i.gpu, -i.count))
+    instances.sort(key=lambda i: (list(Role).index(i.role), i.gpu, -i.count))
     served = {s: sum(sol.routing.get((n, s), 0.0) for n in sol.counts
-                     if cands[n].role in ("agg", "prefill", "multiplex")) for s in classes}
+                     if cands[n].role in (Role.agg, Role.prefill, Role.multiplex)) for s in classes}
     goodput = sum(served.values())
     tokens = sum(served[s] * classes[s].osl for s in classes)
     n_gpus = sum(sol.gpus.values())
     roles = {i.role for i in instances}
-    mode = "agg" if roles == {"agg"} else ("disagg" if "agg" not in roles else "mixed")
-    if "multiplex" in roles:  # intra-GPU P/D (--mode multiplex)
-        mode = "multiplex" if roles == {"multiplex"} else "mixed"
+    mode = Mode.agg if roles == {Role.agg} else (Mode.disagg if Role.agg not in roles else "mixed")
+    if Role.multiplex in roles:  # intra-GPU P/D (--mode multiplex)
+        mode = Mode.multiplex if roles == {Role.multiplex} else "mixed"
     loaded = [i for i in instances if i.load_rps]
     predicted = {"ttft_ms": max((i.ttft_ms for i in loaded), default=0.0),
                  "tpot_ms": max((i.tpot_ms for i in loaded), default=0.0)}
@@ -179,9 +179,9 @@ def _with_energy(plan: Plan, sol, cands: dict[str, Candidate], req: Request) -> 
 def _covers_every_class(cands: list[Candidate], classes) -> bool:
     """Each class needs some instance type that can prefill it and some that can decode it within its SLO."""
     def able(c, s, role):
-        return c.capacity[s].rate_rps > 0 and c.role in ("agg", "multiplex", role)
+        return c.capacity[s].rate_rps > 0 and c.role in (Role.agg, Role.multiplex, role)
 
-    return all(any(able(c, k.name, "prefill") for c in cands) and any(able(c, k.name, "decode") for c in cands)
+    return all(any(able(c, k.name, Role.prefill) for c in cands) and any(able(c, k.name, Role.decode) for c in cands)
                for k in classes)
 
 
@@ -240,16 +240,16 @@ def optimize(req: Request, progress=None) -> Result:
     from solvers import RequestClass as SolverClass
 
     t0 = time.perf_counter()
-    if req.objective not in ("goodput", "cost", "energy"):
+    if req.objective not in tuple(Objective):
         raise PlannerInputError(f"--objective: expected goodput, cost or energy, got '{req.objective}'")
-    if req.objective == "energy" and any(c.rate_rps <= 0 for c in req.classes):
+    if req.objective == Objective.energy and any(c.rate_rps <= 0 for c in req.classes):
         raise PlannerInputError("--workload: rate is required for --objective energy (the demand to serve)")
-    if req.objective == "energy" and req.budget_usd_per_h is not None:
+    if req.objective == Objective.energy and req.budget_usd_per_h is not None:
         raise PlannerInputError("--budget: not supported with --objective energy (the MILP's cost row carries "
                                 "watts there); compare with --objective cost instead")
-    if req.mode not in ("auto", "agg", "disagg", "multiplex"):
+    if req.mode not in tuple(Mode):
         raise PlannerInputError(f"--mode: expected auto, agg, disagg or multiplex, got '{req.mode}'")
-    if req.objective == "cost" and any(c.rate_rps <= 0 for c in req.classes):
+    if req.objective == Objective.cost and any(c.rate_rps <= 0 for c in req.classes):
         raise PlannerInputError("--workload: rate is required for --objective cost (the demand to serve)")
     if req.levers.spec is not None:  # a draft that cannot serve this model is bad input, not an empty search
         from planner.levers.spec import check_config
@@ -278,18 +278,18 @@ def optimize(req: Request, progress=None) -> Result:
         raise no_candidate_reason(space, gpus, list(req.classes), inventory)
     groups = prompt_groups(req.classes)
     typed = [(c, "") for c in cands] if len(groups) == 1 else [
-        (c, g) for c in cands for g in (groups if c.role != "decode" else ("",))]
+        (c, g) for c in cands for g in (groups if c.role != Role.decode else ("",))]
     by_name = {c.name + (f"@{g}" if g else ""): c for c, g in typed}
     # a prefill instance ships its KV over its GPUs' NICs (bytes/s), P -> D (--link adds kv_link_bytes_per_s)
     egress = lambda c: c.setup.gpu.scaleout_bw_gbps * 1e9 * c.gpus  # noqa: E731
-    rate_of = _watts_at_capacity(req) if req.objective == "energy" else (lambda c: c.cost_usd_per_h)
+    rate_of = _watts_at_capacity(req) if req.objective == Objective.energy else (lambda c: c.cost_usd_per_h)
     types = tuple(InstanceType(
         name=c.name + (f"@{g}" if g else ""), gpus={c.gpu: c.gpus}, cost_usd_per_h=rate_of(c),
-        roles=frozenset({"prefill", "decode"} if c.role in ("agg", "multiplex") else {c.role}),
+        roles=frozenset({Role.prefill, Role.decode} if c.role in (Role.agg, Role.multiplex) else {c.role}),
         capacity_rps={s: cap.rate_rps for s, cap in sorted(c.capacity.items())
                       if cap.rate_rps > 0 and (not g or s in g.split("+"))},
-        family=c.role if c.role in ("agg", "multiplex") else "disagg",
-        kv_egress_bytes_per_s=egress(c) if c.role == "prefill" else float("inf"))
+        family=Family(c.role) if c.role in (Role.agg, Role.multiplex) else Family.disagg,
+        kv_egress_bytes_per_s=egress(c) if c.role == Role.prefill else float("inf"))
         for c, g in typed)
     types = tuple(t for t in types if t.capacity_rps)
     demand_given = all(c.rate_rps > 0 for c in req.classes)
@@ -297,11 +297,11 @@ def optimize(req: Request, progress=None) -> Result:
                                 req.model.kv_bytes_per_sequence(c.isl, req.kv_dtype) / req.levers.kv_compression)
                     for c in req.classes)
     problem = MixProblem(types, classes, inventory=inventory, budget_usd_per_h=req.budget_usd_per_h,
-                         objective="cost" if req.objective == "energy" else req.objective,
-                         max_alpha=1.0 if demand_given and req.objective == "goodput"
+                         objective=Objective.cost if req.objective == Objective.energy else req.objective,
+                         max_alpha=1.0 if demand_given and req.objective == Objective.goodput
                          else None, kv_link_bytes_per_s=req.levers.link_gbps * 1e9 if req.levers.link_gbps else None)
-    families = FAMILIES if req.mode == "auto" else (FAMILIES + ("multiplex",) if req.mode == "multiplex"
-                                                     else ("single_gpu_type",))
+    families = FAMILIES if req.mode == Mode.auto else (FAMILIES + (Family.multiplex,) if req.mode == Mode.multiplex
+                                                       else (Family.single_gpu_type,))
     if progress:
         progress("solving the fleet MILP", 0, 1)
     sols = solve_mix(problem, backend=req.backend, time_limit_s=req.time_limit_s, threads=1, top_k=req.top_k,
@@ -318,7 +318,7 @@ def optimize(req: Request, progress=None) -> Result:
     solved = ("optimal", "feasible")
     plans = [_plan(s, i + 1, by_name, req) for i, s in enumerate(main) if s.status in solved]
     bests = [_plan(s, 0, by_name, req) for s in sols if s.family and s.status in solved]
-    if demand_given and req.objective == "goodput" and plans and plans[0].goodput_rps < 0.999 * sum(
+    if demand_given and req.objective == Objective.goodput and plans and plans[0].goodput_rps < 0.999 * sum(
             c.rate_rps for c in req.classes):
         notes.append(f"the fleet serves only {plans[0].goodput_rps:.3g} of the {sum(c.rate_rps for c in req.classes):g}"
                      f" req/s asked for within the SLOs")

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from planner.core.vocab import Role
 from planner.core.bounds import MAX_TOKENS
 from planner.core.errors import PlannerInputError
 from planner.core.inputs import read_csv, shown_value
@@ -84,7 +85,7 @@ def offered_rates(plan: dict[str, Any], classes: list[SimClass], rate_rps: float
     (agg / prefill) instances."""
     served = {c.name: 0.0 for c in classes}
     for inst in plan.get("instances", []):
-        if inst.get("role") in ("agg", "prefill"):
+        if inst.get("role") in (Role.agg, Role.prefill):
             for s, r in (inst.get("load_rps") or {}).items():
                 if s in served and isinstance(r, (int, float)):
                     served[s] += float(r)

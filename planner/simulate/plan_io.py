@@ -21,6 +21,7 @@ from planner.core.errors import InfeasibleError, PlannerInputError
 from planner.capacity.estimate import Setup, require_fit
 from planner.core.inputs import read_document, shown_value
 from planner.core.model import ModelSpec, dtype_bytes, load_model
+from planner.core.vocab import Role
 from planner.core.parallel import ParallelConfig, check_parallel
 from planner.instance import InstanceBuilder, Levers
 
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from hwdb import EngineProfile
     from planner.search.calibrate import Calibration
 
-ROLES = ("agg", "prefill", "decode")  # engine roles; a plan's "multiplex" instance becomes a prefill + decode pair
+ROLES = (Role.agg, Role.prefill, Role.decode)  # engine roles; a plan's multiplex instance becomes a P + D pair
 
 
 def load_plan_json(path: str | Path) -> dict[str, Any]:
@@ -181,7 +182,7 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
     for i, inst in enumerate(insts):
         where = f"instances[{i}]"
         role = _field(inst, "role", where)
-        if role not in ROLES and role != "multiplex":
+        if role not in ROLES and role != Role.multiplex:
             raise PlannerInputError(f"plan: field '{where}.role' must be agg, prefill, decode or multiplex, "
                                     f"got {shown_value(role)}")
         gpu_name = _field(inst, "gpu", where, str)
@@ -197,7 +198,7 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
         except PlannerInputError as e:
             raise PlannerInputError(f"plan: field '{where}': {e} (is the plan for another model?)") from None
         _require_fit(setup, plan_json, where, role)
-        if role == "multiplex":  # intra-GPU P/D: its prefill and decode partitions as a P/D pair, no KV hand-off
+        if role == Role.multiplex:  # intra-GPU P/D: its prefill and decode partitions as a P/D pair, no KV hand-off
             from planner.levers.multiplex import partition_setups
 
             frac = _field(inst, "sm_fraction", where, float)
@@ -205,8 +206,8 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
                 raise PlannerInputError(f"plan: field '{where}.sm_fraction' must be in (0, 1), got {frac:g}")
             pre, dec = partition_setups(setup, frac)
             count, loads = _field(inst, "count", where, int), _load_rps(inst, where)
-            groups += [InstanceGroup("prefill", "mux_prefill", count, pre, loads, False),
-                       InstanceGroup("decode", "mux_decode", count, dec, loads, True)]
+            groups += [InstanceGroup(Role.prefill, "mux_prefill", count, pre, loads, False),
+                       InstanceGroup(Role.decode, "mux_decode", count, dec, loads, True)]
             continue
         groups.append(InstanceGroup(role, role, _field(inst, "count", where, int), setup, _load_rps(inst, where)))
     return model, groups
@@ -242,6 +243,6 @@ def _require_fit(setup: Setup, plan_json: dict[str, Any], where: str, role: str)
     otherwise the plan was made for another model, GPU or dtype, and simulating it would measure nothing."""
     isl, osl = min(((c["isl"], c["osl"]) for c in plan_json["workload"]), key=sum)
     try:
-        require_fit(setup, isl, 0 if role == "prefill" else osl)
+        require_fit(setup, isl, 0 if role == Role.prefill else osl)
     except InfeasibleError as e:
         raise PlannerInputError(f"plan: field '{where}': {e} (is the plan for another model or GPU?)") from None

@@ -14,6 +14,7 @@ import random
 from collections.abc import Callable
 from enum import IntEnum
 
+from planner.core.vocab import Role
 from planner.core.errors import PlannerInputError
 from planner.capacity.estimate import Setup
 from planner.perf.step import StepShape
@@ -92,7 +93,7 @@ class GroupPicker:
 
 def _handoff(group: InstanceGroup) -> Callable[[int], float] | None:
     """A prefill group's KV hand-off time of an isl-token prompt (memoised per group), or None."""
-    if group.role != "prefill":
+    if group.role != Role.prefill:
         return None
     if not group.kv_handoff:  # a multiplexed partition: the decode partition starts at once
         return lambda isl: 0.0
