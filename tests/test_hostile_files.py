@@ -675,33 +675,37 @@ def _(t):
 
 # ---- running a case ------------------------------------------------------------------------------------------------
 
+# A forked child's peak RSS starts at its parent's resident size, so `python -m cli` is started by this small
+# launcher (not by the pytest worker): it applies the address-space limit and reports the CLI's own peak RSS.
+LAUNCHER = """import os, resource, subprocess, sys
+limit = int(sys.argv[1])
+cli = subprocess.Popen([sys.executable, "-m", "cli", *sys.argv[2:]],
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (limit, limit)))
+_, status, usage = os.wait4(cli.pid, 0)
+sys.stdout.flush()
+sys.stderr.write(f"\\n@@peak_rss_kib {usage.ru_maxrss}\\n")
+sys.exit(os.waitstatus_to_exitcode(status) % 256)
+"""
+
+
 def run_isolated(argv: list[str], pythonpath: str, timeout_s: float, address_space: int = ADDRESS_SPACE):
     """(exit code or 'hang', output, seconds, peak RSS in MiB) of `python -m cli argv` in a fresh process."""
-    def limit():
-        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-
     env = {**os.environ, "PYTHONPATH": pythonpath, "COLUMNS": "400"}
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "cli", *argv], cwd=pythonpath, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, preexec_fn=limit)
-        deadline = t0 + timeout_s
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                _, status, usage = os.wait4(proc.pid, 0)
-                status = None
-                break
-            time.sleep(0.02)
-        proc.returncode = 0  # reaped above
+        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(address_space), *argv], cwd=pythonpath,
+                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            code: int | str = proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)  # the launcher and the CLI
+            proc.wait()
+            code = "hang"
         elapsed = time.perf_counter() - t0
         out.seek(0)
         text = out.read().decode("utf-8", "replace")
-    code = "hang" if status is None else os.waitstatus_to_exitcode(status)
-    return code, text, elapsed, usage.ru_maxrss / 1024
+    text, _, peak = text.rpartition("\n@@peak_rss_kib ")
+    return code, text, elapsed, int(peak) / 1024 if peak.strip().isdigit() else 0.0
 
 
 def run_in_process(argv: list[str]):

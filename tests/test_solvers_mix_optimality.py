@@ -21,7 +21,7 @@ import pytest
 
 from solvers import InstanceType, MixProblem, RequestClass, solve_mix
 
-PROBLEMS = 520  # per backend (the same problems for both)
+PROBLEMS = 500  # per backend (the same problems for both); 500 is the floor the issue sets
 TIE_REL = 1e-6  # α (and $/h) within this relative distance count as tied: docs/solvers.md
 GPU_TYPES = ("ga", "gb")
 NAMES = ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel")

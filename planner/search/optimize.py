@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from planner.search.candidates import Candidate, SearchSpace, enumerate_candidates, no_candidate_reason
@@ -20,6 +21,9 @@ from planner.search.plan import InstancePlan, Plan
 from planner.capacity.serving import latency_at
 from planner.core.vocab import Family, Mode, Objective, Role
 from planner.core.workload import RequestClass
+
+if TYPE_CHECKING:
+    from solvers import ExpertPlacement
 
 # Fleets assumed when the user names none (said in the output): one 8-GPU H100 node to maximise goodput on;
 # for a cost search, an unlimited choice of the common cloud GPUs.
@@ -97,12 +101,18 @@ def expert_placements(model: ModelSpec, eps: set[int], loads: tuple[float, ...] 
     """EP width -> the placement of the expert loads on that many ranks (solvers.experts); {} for dense."""
     if not model.is_moe:
         return {}
-    from solvers import ExpertProblem, place_experts, zipf_loads
+    from solvers import zipf_loads
 
     loads = loads or zipf_loads(model.num_experts, s=ZIPF_S, seed=0)
-    return {ep: place_experts(ExpertProblem(tuple(loads), ep, model.num_experts // ep),
-                              time_limit_s=PLACEMENT_DETERMINISTIC_S, seed=0)
-            for ep in sorted(e for e in eps if e > 1)}
+    return {ep: _placement(tuple(loads), ep, model.num_experts // ep) for ep in sorted(e for e in eps if e > 1)}
+
+
+@lru_cache(maxsize=64)
+def _placement(loads: tuple[float, ...], ep: int, slots_per_rank: int) -> ExpertPlacement:
+    """One placement per (loads, EP width): CP-SAT stops at deterministic time, so a repeat is the same answer."""
+    from solvers import ExpertProblem, place_experts
+
+    return place_experts(ExpertProblem(loads, ep, slots_per_rank), time_limit_s=PLACEMENT_DETERMINISTIC_S, seed=0)
 
 
 def expert_skew(model: ModelSpec, eps: set[int], loads: tuple[float, ...] | None) -> dict[int, float]:
