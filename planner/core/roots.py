@@ -1,6 +1,7 @@
 """One-dimensional solving for the formulas that invert a monotone model (docs/architecture.md, "Formulas"):
-a continuous function's root by Brent's method (scipy.optimize.brentq), and the largest load a monotone
-yes/no test (an SLO met) accepts, by bisection."""
+an increasing function's root, and the largest load a monotone yes/no test (an SLO met) accepts, both by
+bisection. (Not scipy's brentq: importing scipy.optimize costs ~0.7 s and ~40 MB on every `planner optimize`,
+more than all the bisections of a search; the functions here are monotone, so bisection always converges.)"""
 
 from __future__ import annotations
 
@@ -10,15 +11,21 @@ BISECTION_STEPS = 16  # largest_true's resolution, 2^-16 of the bracket: far bel
 
 
 def root(f: Callable[[float], float], lo: float, hi: float) -> float:
-    """x in [lo, hi] with f(x) = 0 for an increasing f (Brent's method); the end nearer the crossing when f
-    keeps one sign on [lo, hi] (lo when f(lo) ≥ 0, hi when f(hi) ≤ 0)."""
-    from scipy.optimize import brentq
-
+    """x in [lo, hi] with f(x) = 0 for an increasing f, to 1e-12 of the bracket's scale (the upper end of the
+    last bracket); the end nearer the crossing when f keeps one sign on [lo, hi] (lo when f(lo) ≥ 0, hi when
+    f(hi) ≤ 0)."""
     if f(lo) >= 0:
         return lo
     if f(hi) <= 0:
         return hi
-    return float(brentq(f, lo, hi, xtol=1e-12 * max(abs(lo), abs(hi), 1.0), rtol=1e-12))
+    tol = 1e-12 * max(abs(lo), abs(hi), 1.0)
+    while hi - lo > tol:
+        mid = (lo + hi) / 2
+        if f(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 def largest_true(ok: Callable[[float], bool], hi: float, steps: int = BISECTION_STEPS) -> float:
