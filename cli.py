@@ -305,10 +305,10 @@ def optimize(model: Annotated[str, typer.Argument(help="Scenario YAML, bundled m
              sweep: Annotated[Optional[str], typer.Option(help="rate=LOW..HIGH[:POINTS]: curves as CSV.")] = None,
              quiet: QuietOpt = False):
     """Ranked deployment plans: GPU mix, parallelism, agg vs P/D, chunk size — by goodput under the SLOs."""
-    from planner.core.bounds import MAX_TIME_LIMIT_S
     from planner.commands import given, writable
-    from planner.search import optimize as opt
+    from planner.core.bounds import MAX_TIME_LIMIT_S
     from planner.render.report import result_html, result_text, result_view
+    from planner.search import optimize as opt
     from planner.search.scenario import build_request
 
     given("--time-limit", time_limit, 0.1, MAX_TIME_LIMIT_S, unit=" s")

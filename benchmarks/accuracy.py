@@ -23,12 +23,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from yaml_edit import set_efficiency, set_engine  # noqa: E402
+
 import hwdb  # noqa: E402
-from planner.search.calibrate import ENGINE_PARAMS, MeasuredPoint, fit, load_points, predict  # noqa: E402
 from planner.core.errors import InfeasibleError  # noqa: E402
 from planner.perf.kernels import load_samples, predict_ms  # noqa: E402
 from planner.perf.ops import compute_dtype  # noqa: E402
-from yaml_edit import set_efficiency, set_engine  # noqa: E402
+from planner.search.calibrate import ENGINE_PARAMS, MeasuredPoint, fit, load_points, predict  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data" / "measured_public.csv"
 KERNELS = ROOT.parent / "shared" / "data" / "kernel_samples.csv"
@@ -119,8 +120,8 @@ SIM_PLANS = [
 
 def simulation_section() -> list[str]:
     """Simulated SLO attainment of the optimizer's top plan at 1.0× and 1.3× its predicted goodput."""
-    from planner.search.optimize import optimize
     from planner.render.report import result_json
+    from planner.search.optimize import optimize
     from planner.search.scenario import build_request
     from planner.simulate import simulate_plan
 

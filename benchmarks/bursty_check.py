@@ -10,8 +10,8 @@ attainment reaches the percentile (bisection on the rate). Prints a markdown tab
 
 from __future__ import annotations
 
-from planner.search.optimize import optimize
 from planner.render.report import result_json
+from planner.search.optimize import optimize
 from planner.search.scenario import build_request
 from planner.simulate import simulate_plan
 

@@ -26,9 +26,10 @@ from scipy.optimize import least_squares
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from yaml_edit import set_efficiency  # noqa: E402
+
 import hwdb  # noqa: E402
 from planner.perf.kernels import load_samples, predict_ms  # noqa: E402
-from yaml_edit import set_efficiency  # noqa: E402
 
 SAMPLES = ROOT.parent / "shared" / "data" / "kernel_samples.csv"
 GROUPS = {

@@ -14,8 +14,8 @@ import time
 import numpy as np
 
 import planner.capacity.estimate as estimate
-from planner.search.optimize import optimize
 from planner.render.report import result_json
+from planner.search.optimize import optimize
 from planner.search.scenario import build_request
 from planner.simulate import simulate_plan
 

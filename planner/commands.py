@@ -9,8 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from planner.core.bounds import (MAX_BATCH, MAX_CHUNK_TOKENS, MAX_DURATION_S, MAX_GPUS_PER_TYPE, MAX_RATE_RPS, MAX_SEED,
-                            MAX_SIM_REQUESTS, MAX_TIME_LIMIT_S, MAX_TOKENS, MAX_ZIPF_S, bounded, check_context)
+from planner.core.bounds import (
+    MAX_BATCH,
+    MAX_CHUNK_TOKENS,
+    MAX_DURATION_S,
+    MAX_GPUS_PER_TYPE,
+    MAX_RATE_RPS,
+    MAX_SEED,
+    MAX_SIM_REQUESTS,
+    MAX_TIME_LIMIT_S,
+    MAX_TOKENS,
+    MAX_ZIPF_S,
+    bounded,
+    check_context,
+)
 from planner.core.errors import PlannerInputError
 
 if TYPE_CHECKING:  # planner.capacity.estimate pulls in the performance model; `planner --help` does not need it
@@ -76,9 +88,9 @@ class EstimateRun:
 def instance_setup(model: str, gpu: str, tp: int, pp: int, ep: int, dp: int, engine: str, dtype: str,
                    kv_dtype: str, chunk: int | None, calibration: Path | None) -> Setup:
     """The instance `planner estimate` describes: GPU and engine profile (calibrated when asked), parallelism."""
-    from planner.instance import InstanceBuilder, Levers
     from planner.core.model import dtype_bytes, load_model
     from planner.core.parallel import ParallelConfig, check_parallel
+    from planner.instance import InstanceBuilder, Levers
 
     m = load_model(model)
     for flag, d in (("--dtype", dtype), ("--kv-dtype", kv_dtype)):

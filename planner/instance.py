@@ -28,8 +28,8 @@ from planner.core.parallel import ParallelConfig
 
 if TYPE_CHECKING:
     from hwdb import EngineProfile, GpuSpec
-    from planner.search.calibrate import Calibration
     from planner.levers.spec import SpecConfig
+    from planner.search.calibrate import Calibration
 
 
 @dataclass(frozen=True)

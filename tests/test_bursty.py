@@ -5,22 +5,22 @@ inter-arrival times. Each test would fail if the arrival process were ignored.""
 import json
 import math
 
-import hwdb
 import pytest
 from typer.testing import CliRunner
 
+import hwdb
 from cli import app
-from planner.core.errors import PlannerInputError
 from planner.capacity.estimate import Setup
-from planner.core.model import load_model
-from planner.search.optimize import optimize
-from planner.core.parallel import ParallelConfig
-from planner.render.report import result_json
-from planner.search.scenario import build_request
 from planner.capacity.queueing import gg1_wait_percentile, md1_wait_percentile
 from planner.capacity.serving import collocated_capacity, decode_capacity, prefill_batch, prefill_capacity
-from planner.simulate import simulate_plan
+from planner.core.errors import PlannerInputError
+from planner.core.model import load_model
+from planner.core.parallel import ParallelConfig
 from planner.core.workload import Arrival, RequestClass, Slo, parse_arrival, parse_workload_flag, workload_from_yaml
+from planner.render.report import result_json
+from planner.search.optimize import optimize
+from planner.search.scenario import build_request
+from planner.simulate import simulate_plan
 
 SLO = Slo(500.0, 20.0, 90.0)
 

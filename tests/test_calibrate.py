@@ -12,9 +12,9 @@ import yaml
 from typer.testing import CliRunner
 
 import cli
-from planner.search.calibrate import Calibration, MeasuredPoint, fit, load_calibration, load_points, predict
 from planner.core.errors import PlannerInputError
 from planner.core.parallel import ParallelConfig
+from planner.search.calibrate import Calibration, MeasuredPoint, fit, load_calibration, load_points, predict
 
 COLUMNS = ["model", "gpu", "engine", "dtype", "kv_dtype", "tp", "pp", "ep", "dp", "isl", "osl", "concurrency", "mode",
            "ttft_ms", "tpot_ms", "output_tokens_per_s_per_gpu"]

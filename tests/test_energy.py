@@ -7,15 +7,15 @@ from typer.testing import CliRunner
 
 import hwdb
 from cli import app
-from planner.levers.energy import apply_power_cap, clock_fraction, gpu_watts, parse_power_cap
-from planner.core.errors import PlannerInputError
 from planner.capacity.estimate import Setup
+from planner.core.errors import PlannerInputError
 from planner.core.model import load_model
-from planner.instance import Levers
-from planner.search.optimize import Request, optimize
 from planner.core.parallel import ParallelConfig
-from planner.perf.step import StepShape
 from planner.core.workload import RequestClass, Slo
+from planner.instance import Levers
+from planner.levers.energy import apply_power_cap, clock_fraction, gpu_watts, parse_power_cap
+from planner.perf.step import StepShape
+from planner.search.optimize import Request, optimize
 
 runner = CliRunner()
 SLO = Slo(2000, 50, 90)

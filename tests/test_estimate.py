@@ -10,8 +10,8 @@ import pytest
 
 import hwdb
 from planner.capacity import estimate
-from planner.core.errors import InfeasibleError, PlannerInputError
 from planner.capacity.estimate import Setup
+from planner.core.errors import InfeasibleError, PlannerInputError
 from planner.core.model import load_model
 from planner.core.parallel import ParallelConfig
 from planner.perf.ops import compute_dtype

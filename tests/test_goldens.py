@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from planner.render.jsonio import canonical_json
-from planner.search.optimize import optimize
 from planner.render.report import result_json
+from planner.search.optimize import optimize
 from planner.search.scenario import build_request
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -11,15 +11,15 @@ from typer.testing import CliRunner
 
 import hwdb
 from cli import app
-from planner.core.errors import PlannerInputError
 from planner.capacity.estimate import Setup
-from planner.levers.kvtransfer import parse_bandwidth_gbps, parse_compression, parse_link
+from planner.capacity.serving import decode_capacity, kv_handoff_s, prefill_capacity
+from planner.core.errors import PlannerInputError
 from planner.core.model import load_model
 from planner.core.parallel import ParallelConfig
-from planner.perf.step import StepShape
-from planner.capacity.serving import decode_capacity, kv_handoff_s, prefill_capacity
 from planner.core.workload import RequestClass as Class
 from planner.core.workload import Slo
+from planner.levers.kvtransfer import parse_bandwidth_gbps, parse_compression, parse_link
+from planner.perf.step import StepShape
 from solvers import InstanceType, MixProblem, RequestClass, SolverInputError, solve_mix
 
 GPU = hwdb.load_gpu("h100_sxm")

@@ -1,7 +1,7 @@
 """Launch commands: the engines' current flag spellings for every parallelism and role."""
 
-from planner.render.launch import launch_commands
 from planner.core.model import load_model
+from planner.render.launch import launch_commands
 from planner.search.plan import InstancePlan, Plan
 
 

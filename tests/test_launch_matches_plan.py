@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.render.launch import launch_commands
 from planner.core.hf_config import model_from_hf_config
 from planner.core.model import dtype_bytes, load_model
-from planner.search.optimize import instance_builder
 from planner.core.parallel import FP8_BLOCK, ParallelConfig, parallel_configs, quant_block, validation_error
-from planner.search.plan import InstancePlan, Plan
+from planner.render.launch import launch_commands
 from planner.render.report import launch_for
+from planner.search.optimize import instance_builder
+from planner.search.plan import InstancePlan, Plan
 from planner.search.scenario import build_request
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -11,18 +11,18 @@ from dataclasses import replace
 
 import pytest
 
+from planner.capacity.serving import role_capacity
+from planner.core.model import load_model
+from planner.core.parallel import ParallelConfig
+from planner.core.workload import RequestClass, Slo
+from planner.instance import Levers
+from planner.levers.energy import instance_watts
+from planner.levers.spec import parse_spec
+from planner.render.report import _breakdown_html
 from planner.search.calibrate import Calibration
 from planner.search.candidates import Candidate
-from planner.levers.energy import instance_watts
-from planner.core.model import load_model
-from planner.instance import Levers
 from planner.search.optimize import Request, _instance, instance_builder
-from planner.core.parallel import ParallelConfig
 from planner.search.plan import Plan
-from planner.render.report import _breakdown_html
-from planner.capacity.serving import role_capacity
-from planner.levers.spec import parse_spec
-from planner.core.workload import RequestClass, Slo
 
 CLS = RequestClass("chat", 2048, 256, 1.0, Slo(2000.0, 50.0, 90.0))
 PAR = ParallelConfig(4, 1, 1, 1)

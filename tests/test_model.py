@@ -6,7 +6,6 @@ import json
 import pytest
 
 import hwdb
-
 from planner.core.errors import PlannerInputError
 from planner.core.model import bundled_models, load_model
 

@@ -2,22 +2,22 @@
 SMs are split between a prefill partition (share f) and a decode partition (1 − f). Each test would fail if the
 lever were ignored."""
 
-import hwdb
 import pytest
 
-from planner.search.candidates import PREFILL_BUDGET_TOKENS
-from planner.core.errors import PlannerInputError
+import hwdb
 from planner.capacity.estimate import Setup
+from planner.capacity.serving import decode_capacity, kv_handoff_s, prefill_capacity, prefill_ttft_s
+from planner.core.errors import PlannerInputError
 from planner.core.model import load_model
-from planner.levers.multiplex import SM_FRACTIONS, multiplex_capacity, partition_setups
-from planner.search.optimize import optimize
 from planner.core.parallel import ParallelConfig
+from planner.core.workload import RequestClass, Slo
+from planner.levers.multiplex import SM_FRACTIONS, multiplex_capacity, partition_setups
 from planner.perf.step import StepShape
 from planner.render.report import launch_for, result_json
+from planner.search.candidates import PREFILL_BUDGET_TOKENS
+from planner.search.optimize import optimize
 from planner.search.scenario import build_request
-from planner.capacity.serving import decode_capacity, kv_handoff_s, prefill_capacity, prefill_ttft_s
 from planner.simulate import simulate_plan
-from planner.core.workload import RequestClass, Slo
 
 SLO = Slo(2000.0, 50.0, 90.0)
 CLS = RequestClass("default", 2048, 256, 0.0, SLO)

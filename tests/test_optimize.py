@@ -124,8 +124,8 @@ def test_expert_parallel_candidates_carry_the_placement_imbalance():
 def test_classes_with_very_different_prompts_never_share_a_prefill_queue(example_plan):
     """Head-of-line blocking: a 16k-token prompt ahead of 512-token ones breaks the chat TTFT (simulated 75 %
     attainment when they shared), so prompt lengths more than 4× apart get separate prefill-capable instances."""
-    from planner.search.optimize import prompt_groups
     from planner.core.workload import RequestClass, Slo
+    from planner.search.optimize import prompt_groups
 
     slo = Slo(1000, 50)
     mk = lambda n, isl: RequestClass(n, isl, 128, 1.0, slo)  # noqa: E731

@@ -5,10 +5,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from planner.search.optimize import optimize, parse_sweep, sweep
-from planner.render.report import result_html, result_json, sweep_csv
-from planner.search.scenario import build_request
 from planner.core.errors import PlannerInputError
+from planner.render.report import result_html, result_json, sweep_csv
+from planner.search.optimize import optimize, parse_sweep, sweep
+from planner.search.scenario import build_request
 
 
 class _Collect(HTMLParser):

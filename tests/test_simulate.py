@@ -8,12 +8,12 @@ import math
 
 import pytest
 
-from planner.core.errors import PlannerInputError
 from planner.capacity.estimate import Setup
-from planner.render.jsonio import canonical_json
-from planner.search.optimize import optimize
+from planner.core.errors import PlannerInputError
 from planner.perf.step import StepShape
+from planner.render.jsonio import canonical_json
 from planner.render.report import result_json
+from planner.search.optimize import optimize
 from planner.search.scenario import build_request
 from planner.simulate import WARMUP_FRACTION, load_plan_json, load_trace_csv, simulate_plan
 

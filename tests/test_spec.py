@@ -11,16 +11,16 @@ from typer.testing import CliRunner
 
 import hwdb
 from cli import app
-from planner.search.candidates import SearchSpace, best_spec_depth
-from planner.core.errors import PlannerInputError
 from planner.capacity.estimate import Setup
-from planner.instance import InstanceBuilder, Levers
+from planner.capacity.serving import collocated_capacity, decode_capacity, role_capacity
+from planner.core.errors import PlannerInputError
 from planner.core.model import load_model
 from planner.core.parallel import ParallelConfig
-from planner.perf.step import StepShape, step_time
-from planner.capacity.serving import collocated_capacity, decode_capacity, role_capacity
-from planner.levers.spec import expected_tokens, parse_spec, resolve
 from planner.core.workload import RequestClass, Slo
+from planner.instance import InstanceBuilder, Levers
+from planner.levers.spec import expected_tokens, parse_spec, resolve
+from planner.perf.step import StepShape, step_time
+from planner.search.candidates import SearchSpace, best_spec_depth
 
 GPU = hwdb.load_gpu("h100_sxm")
 ENGINE = hwdb.load_engine("vllm").for_gpu(GPU)

@@ -7,8 +7,8 @@ import pytest
 
 import hwdb
 from planner.core.errors import PlannerInputError
-from planner.render.jsonio import canonical_json
 from planner.core.vocab import FAMILY_LABEL, Engine, Family, Mode, Objective, Role, choice
+from planner.render.jsonio import canonical_json
 
 
 @pytest.mark.parametrize("member", [*Role, *Family, *Objective, *Mode, *Engine])

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 import hwdb
 from cli import app
-from planner.search.optimize import optimize
 from planner.render.report import launch_for, result_html
+from planner.search.optimize import optimize
 from planner.search.scenario import build_request
 
 runner = CliRunner()

@@ -23,9 +23,9 @@ from planner.core.bounds import MAX_BATCH, MAX_RATE_RPS, bounded
 from planner.core.errors import InfeasibleError
 from planner.core.model import ModelSpec
 from planner.core.parallel import ParallelConfig
+from planner.core.roots import root
 from planner.perf.memory import MemoryBreakdown, memory_breakdown
 from planner.perf.step import StepShape, StepTime, step_time
-from planner.core.roots import root
 
 if TYPE_CHECKING:
     from hwdb import EngineProfile, GpuSpec

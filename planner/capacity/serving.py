@@ -16,11 +16,11 @@ import math
 from dataclasses import dataclass
 
 from planner.capacity.estimate import Setup
-from planner.perf import comm
-from planner.perf.step import StepShape, StepTime
 from planner.capacity.queueing import batch_at_percentile, gg1_wait_percentile
 from planner.core.roots import largest_true
 from planner.core.workload import RequestClass
+from planner.perf import comm
+from planner.perf.step import StepShape, StepTime
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any, Iterator
 
-from hwdb.safe_load import (MAX_CSV_BYTES, MAX_DOCUMENT_BYTES, UnsafeInputError, csv_records, load_document,
-                             shown_value)
+from hwdb.safe_load import MAX_CSV_BYTES, MAX_DOCUMENT_BYTES, UnsafeInputError, csv_records, load_document, shown_value
 from planner.core.errors import PlannerInputError
 
 __all__ = ["read_document", "read_csv", "shown_value"]

@@ -45,13 +45,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from planner.core.vocab import Role
+from planner.capacity.estimate import Setup
+from planner.capacity.serving import Capacity, collocated_state, decode_iteration_s, prefill_batch
 from planner.core.bounds import MAX_POWER_W, bounded
 from planner.core.errors import PlannerInputError
-from planner.capacity.estimate import Setup
-from planner.perf.step import StepShape
-from planner.capacity.serving import Capacity, collocated_state, decode_iteration_s, prefill_batch
+from planner.core.vocab import Role
 from planner.core.workload import RequestClass
+from planner.perf.step import StepShape
 
 MIN_CLOCK_FRACTION = 0.3  # lowest SM clock (fraction of boost) the cubic DVFS law is applied down to
 

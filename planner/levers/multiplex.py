@@ -23,9 +23,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from planner.capacity.estimate import Setup
-from planner.perf.step import StepShape
 from planner.capacity.serving import Capacity, decode_capacity, decode_tpot_s, prefill_capacity, prefill_ttft_s
 from planner.core.workload import RequestClass
+from planner.perf.step import StepShape
 
 SM_FRACTIONS = (0.25, 0.5, 0.75)  # prefill's share of the SMs searched
 SM_SATURATION = 0.5  # share of the SMs that saturates HBM bandwidth (assumption, see the module doc)

@@ -14,8 +14,19 @@ from typing import TYPE_CHECKING
 from planner.core.model import ModelSpec
 from planner.core.parallel import ParallelConfig
 from planner.perf import comm
-from planner.perf.ops import (ACT_BYTES, Bound, Op, OpTime, TimedKind, attention, elementwise,
-                              expected_distinct_experts, gemm, grouped_moe, op_time)
+from planner.perf.ops import (
+    ACT_BYTES,
+    Bound,
+    Op,
+    OpTime,
+    TimedKind,
+    attention,
+    elementwise,
+    expected_distinct_experts,
+    gemm,
+    grouped_moe,
+    op_time,
+)
 
 if TYPE_CHECKING:
     from hwdb import EngineProfile, GpuSpec

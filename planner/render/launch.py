@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import yaml
 
 from planner.core.model import ModelSpec, dtype_bytes
-from planner.search.plan import InstancePlan, Plan
 from planner.core.vocab import Engine, Role
+from planner.search.plan import InstancePlan, Plan
 
 NIXL = json.dumps({"kv_connector": "NixlConnector", "kv_role": "kv_both"}, separators=(",", ":"))
 SGLANG_BOOTSTRAP_PORT = 8998

@@ -5,11 +5,11 @@ from __future__ import annotations
 import html
 import math
 
+from planner.core.vocab import FAMILY_LABEL, Role
+from planner.render import Block, table
 from planner.render.launch import LaunchCommand, launch_commands
 from planner.search.optimize import Request, Result, instance_builder
 from planner.search.plan import Plan
-from planner.render import Block, table
-from planner.core.vocab import FAMILY_LABEL, Role
 
 
 def instance_label(i) -> str:

@@ -7,7 +7,6 @@ import dataclasses
 
 from planner.render import Block, cell, table
 
-
 # ---- hw ----------------------------------------------------------------------------------------------------
 
 def gpu_summary(g) -> dict:

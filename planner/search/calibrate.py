@@ -245,8 +245,8 @@ def load_calibration(path) -> Calibration:
 def predict(point: MeasuredPoint, calibration: Calibration | None = None) -> dict:
     """Our estimate for a measured point: {metric: value}; raises InfeasibleError if the config does not fit."""
     from planner.capacity import estimate
-    from planner.instance import InstanceBuilder, Levers
     from planner.core.model import load_model
+    from planner.instance import InstanceBuilder, Levers
 
     setup = InstanceBuilder(load_model(point.model), point.engine, point.dtype, point.kv_dtype,
                             Levers(calibration=calibration)).build(point.gpu, point.par)
@@ -320,9 +320,10 @@ def fit(points: list[MeasuredPoint], fitted_on: str, params: list[Param] | None 
         prior_weight: float = 0.05) -> tuple[Calibration, dict]:
     """Least squares on log(predicted/measured) over all points and metrics (scipy, soft-L1 loss), with a weak
     pull towards the hwdb values so constants the points barely inform stay put."""
-    import hwdb
     import numpy as np
     from scipy.optimize import least_squares
+
+    import hwdb
 
     params = params if params is not None else informed_parameters(points)
     gpus = {p.gpu: hwdb.load_gpu(p.gpu) for p in points}

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from planner.core.errors import InfeasibleError
 from planner.capacity.estimate import Setup
-from planner.instance import InstanceBuilder
-from planner.core.parallel import ParallelConfig, parallel_configs
 from planner.capacity.serving import Capacity, role_capacity
+from planner.core.errors import InfeasibleError
+from planner.core.parallel import ParallelConfig, parallel_configs
 from planner.core.vocab import Mode, Role
 from planner.core.workload import RequestClass
+from planner.instance import InstanceBuilder
 
 ROLES = {Mode.agg: (Role.agg,), Mode.disagg: (Role.prefill, Role.decode),
          Mode.auto: (Role.agg, Role.prefill, Role.decode),

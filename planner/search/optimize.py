@@ -12,15 +12,15 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from planner.search.candidates import Candidate, SearchSpace, enumerate_candidates, no_candidate_reason
+from planner.capacity.serving import latency_at
 from planner.core.errors import InfeasibleError, PlannerInputError
-from planner.instance import InstanceBuilder, Levers
 from planner.core.model import ModelSpec
 from planner.core.parallel import parallel_configs
-from planner.search.plan import InstancePlan, Plan
-from planner.capacity.serving import latency_at
 from planner.core.vocab import Family, Mode, Objective, Role
 from planner.core.workload import RequestClass
+from planner.instance import InstanceBuilder, Levers
+from planner.search.candidates import Candidate, SearchSpace, enumerate_candidates, no_candidate_reason
+from planner.search.plan import InstancePlan, Plan
 
 if TYPE_CHECKING:
     from solvers import ExpertPlacement

@@ -11,14 +11,14 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-from planner.instance import Levers
 from planner.core.bounds import MAX_BUDGET_USD_PER_H, MAX_GPUS_PER_TYPE, bounded, check_context
 from planner.core.errors import PlannerInputError
 from planner.core.inputs import shown_value
 from planner.core.model import DTYPE_BYTES, _read_structured, load_model, model_from_dict
-from planner.search.optimize import Request
 from planner.core.vocab import Engine, Mode, Objective, choice
 from planner.core.workload import parse_kv, parse_workload_flag, slo_from, workload_from_yaml
+from planner.instance import Levers
+from planner.search.optimize import Request
 
 SCENARIO_KEYS = {"model", "workload", "slo", "gpus", "budget_usd_per_h", "objective", "mode", "engine", "dtype",
                  "kv_dtype", "top", "description", "hwdb"}

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from planner.core.vocab import Role
 from planner.core.bounds import MAX_TOKENS
 from planner.core.errors import PlannerInputError
 from planner.core.inputs import read_csv, shown_value
-from planner.simulate.plan_io import SimClass
+from planner.core.vocab import Role
 from planner.core.workload import MAX_TRACE_ROWS
+from planner.simulate.plan_io import SimClass
 
 TraceRow = tuple[float, int, int, str | None]  # (arrival_s, isl, osl, class or None)
 

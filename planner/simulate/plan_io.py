@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import hwdb
 from hwdb.safe_load import MAX_PLAN_BYTES
+from planner.capacity.estimate import Setup, require_fit
 from planner.core.bounds import MAX_TOKENS
 from planner.core.errors import InfeasibleError, PlannerInputError
-from planner.capacity.estimate import Setup, require_fit
 from planner.core.inputs import read_document, shown_value
 from planner.core.model import ModelSpec, dtype_bytes, load_model
-from planner.core.vocab import Role
 from planner.core.parallel import ParallelConfig, check_parallel
+from planner.core.vocab import Role
 from planner.instance import InstanceBuilder, Levers
 
 if TYPE_CHECKING:

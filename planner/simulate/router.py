@@ -14,11 +14,11 @@ import random
 from collections.abc import Callable
 from enum import IntEnum
 
-from planner.core.vocab import Role
-from planner.core.errors import PlannerInputError
 from planner.capacity.estimate import Setup
-from planner.perf.step import StepShape
 from planner.capacity.serving import kv_handoff_s
+from planner.core.errors import PlannerInputError
+from planner.core.vocab import Role
+from planner.perf.step import StepShape
 from planner.simulate.engine import DECODE, PREFILL, Engine, EngineRole, StepKey
 from planner.simulate.plan_io import InstanceGroup, SimClass
 
