@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from planner.capacity.estimate import Setup
 from planner.capacity.queueing import batch_at_percentile, gg1_wait_percentile
 from planner.core.roots import largest_true
+from planner.core.vocab import Role
 from planner.core.workload import RequestClass
 from planner.perf import comm
 from planner.perf.step import StepShape, StepTime
@@ -338,20 +339,20 @@ def collocated_capacity(setup: Setup, cls: RequestClass) -> Capacity:
     return Capacity(rate, st.ttft_s * 1e3, st.tpot_s * 1e3, st.batch, binding)
 
 
-def role_capacity(setup: Setup, role: str, cls: RequestClass) -> Capacity:
+def role_capacity(setup: Setup, role: Role, cls: RequestClass) -> Capacity:
     """SLO capacity of one instance of `role` (prefill, decode, or collocated: agg) for one request class."""
-    if role == "prefill":
+    if role == Role.prefill:
         return prefill_capacity(setup, cls)
-    if role == "decode":
+    if role == Role.decode:
         return decode_capacity(setup, cls)
     return collocated_capacity(setup, cls)
 
 
-def latency_at(setup: Setup, role: str, cls: RequestClass, rate: float) -> tuple[float, float]:
+def latency_at(setup: Setup, role: Role, cls: RequestClass, rate: float) -> tuple[float, float]:
     """(TTFT_p ms, TPOT_p ms) an instance of `role` shows at per-instance `rate` (0 where the role has none)."""
-    if role == "prefill":
+    if role == Role.prefill:
         return prefill_ttft_s(setup, cls, rate) * 1e3, 0.0
-    if role == "decode":
+    if role == Role.decode:
         return 0.0, decode_tpot_s(setup, cls, rate) * 1e3
     st = collocated_state(setup, cls, rate)
     return st.ttft_s * 1e3, st.tpot_s * 1e3
