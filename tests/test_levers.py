@@ -15,7 +15,7 @@ from planner.capacity.serving import role_capacity
 from planner.core.model import load_model
 from planner.core.parallel import ParallelConfig
 from planner.core.workload import RequestClass, Slo
-from planner.instance import Levers
+from planner.instance import InstanceBuilder, Levers
 from planner.levers.energy import instance_watts
 from planner.levers.spec import parse_spec
 from planner.render.report import _breakdown_html
@@ -95,6 +95,7 @@ def test_simulate_rebuilds_the_same_instance_from_the_plan_document(lever):
     req, _ = LEVERS[lever]
     doc = _document({"levers": req.levers.to_json()}, req.engine, req.dtype, req.kv_dtype, req.levers.calibration)
     spec_k = 2 if req.levers.spec else 0
-    simulated = _instance_setup(req.model, "h100_sxm", PAR, 16384, 1.0, spec_k, doc, "i")
+    builder = InstanceBuilder(req.model, doc.engine.name, doc.dtype, doc.kv_dtype, doc.levers)
+    simulated = _instance_setup(builder, "h100_sxm", PAR, 16384, 1.0, spec_k, "i")
     assert simulated == instance_builder(req).build("h100_sxm", PAR, 16384, 1.0, spec_k=spec_k)
     assert simulated != instance_builder(BASE).build("h100_sxm", PAR, 16384, 1.0)  # the lever reached it

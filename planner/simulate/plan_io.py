@@ -178,6 +178,7 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
     if not isinstance(insts, list) or not insts:
         raise PlannerInputError("plan: the chosen plan has no instances")
     doc = _document(plan_json, engine_name, dtype, kv_dtype, calibration)
+    builder = InstanceBuilder(model, doc.engine.name, doc.dtype, doc.kv_dtype, doc.levers)
     groups = []
     for i, inst in enumerate(insts):
         where = f"instances[{i}]"
@@ -192,7 +193,7 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
             raise PlannerInputError(f"plan: field '{where}.skew' must be at least 1, got {skew:g}")
         chunk_tokens = _field(inst, "chunk_tokens", where, int)
         spec_k = _optional(inst, "spec_k", where, 0, int)
-        setup = _instance_setup(model, gpu_name, par, chunk_tokens, skew, spec_k, doc, where)
+        setup = _instance_setup(builder, gpu_name, par, chunk_tokens, skew, spec_k, where)
         try:
             check_parallel(model, par, setup.gpu.scaleup_domain_gpus)
         except PlannerInputError as e:
@@ -215,20 +216,19 @@ def instance_groups(plan_json: dict[str, Any], plan: dict[str, Any],
 
 # ---- the instance builder seam: one instance's Setup ---------------------------------------------------------
 
-def _instance_setup(model: ModelSpec, gpu_name: str, par: ParallelConfig, chunk_tokens: int, skew: float,
-                    spec_k: int, doc: _Document, where: str) -> Setup:
-    """THE place simulate configures an instance: planner.instance's builder with the levers the document
-    records (docs/architecture.md "Levers"); errors name the plan's field at `where`."""
+def _instance_setup(builder: InstanceBuilder, gpu_name: str, par: ParallelConfig, chunk_tokens: int, skew: float,
+                    spec_k: int, where: str) -> Setup:
+    """THE place simulate configures an instance: planner.instance's builder (one per document, with the levers
+    it records: docs/architecture.md "Levers"); errors name the plan's field at `where`."""
     try:
-        hwdb.load_gpu(gpu_name, extra_dirs=doc.levers.hwdb_dirs)
+        hwdb.load_gpu(gpu_name, extra_dirs=builder.levers.hwdb_dirs)
     except ValueError as e:
         raise PlannerInputError(f"plan: field '{where}.gpu': {e}") from None
-    builder = InstanceBuilder(model, doc.engine.name, doc.dtype, doc.kv_dtype, doc.levers)
     try:
         builder.gpu(gpu_name)  # hwdb part -> calibration -> power cap
     except ValueError as e:
         raise PlannerInputError(f"plan: field 'levers.power_cap_w': {e}") from None
-    return builder.build(gpu_name, par, chunk_tokens, skew, spec_k if doc.levers.spec is not None else 0)
+    return builder.build(gpu_name, par, chunk_tokens, skew, spec_k if builder.levers.spec is not None else 0)
 
 
 def _load_rps(inst: dict[str, Any], where: str) -> dict[str, float]:
